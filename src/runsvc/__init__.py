@@ -1,0 +1,1 @@
+"""runsvc: starts, runs and reports long-running, tenant-scoped operations."""

@@ -1,0 +1,83 @@
+"""The run as the whole service sees it: types, statuses and the record."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+class RunType(enum.StrEnum):
+    BACKUP_SET_ADD_POLICIES = "backup_set_add_policies"
+    RESTORE_EXECUTE = "restore_execute"
+    RESTORE_PREVIEW = "restore_preview"
+    SNAPSHOT_CAPTURE = "snapshot_capture"
+
+
+class RunStatus(enum.StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    FAILED = "failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+@dataclass(frozen=True, slots=True)
+class SafeError:
+    """What a caller may learn of a failure: a stable code and small context."""
+
+    code: str
+    context: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"code": self.code, "context": self.context}
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    id: uuid.UUID
+    tenant_external_id: str
+    run_type: RunType
+    target_object_id: str | None
+    payload_hash: str | None
+    requested_item_ids: list[str] | None
+    status: RunStatus
+    total: int
+    succeeded: int
+    failed: int
+    items_resolved: bool
+    safe_error: SafeError | None
+    version: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    attempts: int
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Run:
+        error = row["safe_error"]
+        return cls(
+            id=row["id"],
+            tenant_external_id=row["tenant_external_id"],
+            run_type=RunType(row["run_type"]),
+            target_object_id=row["target_object_id"],
+            payload_hash=row["payload_hash"],
+            requested_item_ids=row["requested_item_ids"],
+            status=RunStatus(row["status"]),
+            total=row["total"],
+            succeeded=row["succeeded"],
+            failed=row["failed"],
+            items_resolved=row["items_resolved"],
+            safe_error=SafeError(error["code"], error.get("context") or {}) if error else None,
+            version=row["version"],
+            created_at=row["created_at"],
+            started_at=row["started_at"],
+            finished_at=row["finished_at"],
+            attempts=row["attempts"],
+        )

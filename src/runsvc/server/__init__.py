@@ -1,0 +1,1 @@
+"""The gRPC server: servicer, watch hub, status mapping, process setup."""

@@ -1,0 +1,20 @@
+"""TenantSource: the port to a tenant's live configuration (Microsoft Graph in
+production). The built-in adapter keeps it in the live_policies table; another
+adapter is plugged in with RUNSVC_TENANT_SOURCE=module:factory.
+"""
+
+from runsvc.source.port import (
+    LivePolicy,
+    SourceRejected,
+    SourceUnavailable,
+    TenantSource,
+    TenantSourceFactory,
+)
+
+__all__ = [
+    "LivePolicy",
+    "SourceRejected",
+    "SourceUnavailable",
+    "TenantSource",
+    "TenantSourceFactory",
+]

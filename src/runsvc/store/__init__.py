@@ -1,0 +1,1 @@
+"""Postgres: named SQL queries, migrations, and the operations on them."""

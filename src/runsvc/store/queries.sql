@@ -1,0 +1,243 @@
+-- Every query of runsvc, each under a `-- name: <operation>` header and
+-- loaded once by runsvc.store.queries. Operations are named entity first.
+-- Parameters are psycopg named placeholders.
+
+-- name: run_insert_or_reuse
+-- Creates a queued run, or returns the active run with the same dedupe key.
+-- One statement: the partial unique index arbitrates concurrent callers. It
+-- returns no row when the conflicting run committed after this statement's
+-- snapshot (or finished meanwhile); the caller then runs it again.
+WITH inserted AS (
+    INSERT INTO runs (tenant_external_id, run_type, target_object_id, payload_hash,
+                      requested_item_ids, total, dispatch_due_at)
+    VALUES (%(tenant)s, %(run_type)s, %(target_object_id)s, %(payload_hash)s,
+            %(item_ids)s, coalesce(cardinality(%(item_ids)s::text[]), 0),
+            now() + make_interval(secs => %(redispatch_after)s))
+    ON CONFLICT (tenant_external_id, run_type, coalesce(target_object_id, ''), coalesce(payload_hash, ''))
+        WHERE status IN ('queued', 'running')
+        DO NOTHING
+    RETURNING *
+)
+SELECT inserted.*, false AS reused FROM inserted
+UNION ALL
+SELECT runs.*, true AS reused
+FROM runs
+WHERE NOT EXISTS (SELECT 1 FROM inserted)
+  AND tenant_external_id = %(tenant)s
+  AND run_type = %(run_type)s
+  AND coalesce(target_object_id, '') = coalesce(%(target_object_id)s, '')
+  AND coalesce(payload_hash, '') = coalesce(%(payload_hash)s, '')
+  AND status IN ('queued', 'running');
+
+-- name: run_get
+-- A run as its tenant and type address it; another tenant's or type's run
+-- is not found.
+SELECT * FROM runs
+WHERE id = %(run_id)s AND tenant_external_id = %(tenant)s AND run_type = %(run_type)s;
+
+-- name: run_get_many
+SELECT * FROM runs WHERE id = ANY(%(run_ids)s::uuid[]);
+
+-- name: run_claim
+-- Takes the run for one execution: a queued run, or a running one whose
+-- lease expired (its worker died). A duplicate message finds nothing.
+UPDATE runs
+SET status = 'running',
+    started_at = coalesce(started_at, now()),
+    lease_owner = %(owner)s,
+    lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
+    attempts = attempts + 1,
+    version = version + 1
+WHERE id = %(run_id)s
+  AND (status = 'queued' OR (status = 'running' AND lease_expires_at < now()))
+RETURNING *;
+
+-- name: run_lease_renew
+-- Extends the lease while the owner still holds it; no row means it is lost.
+-- Also locks the run row for the rest of the caller's transaction.
+UPDATE runs
+SET lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
+WHERE id = %(run_id)s AND lease_owner = %(owner)s AND status = 'running'
+RETURNING id;
+
+-- name: run_lease_release
+-- Gives the run back at once (the executor hit an unexpected error), so the
+-- reaper dispatches it again without waiting for the lease to expire.
+UPDATE runs
+SET lease_expires_at = now(), dispatch_due_at = now()
+WHERE id = %(run_id)s AND lease_owner = %(owner)s AND status = 'running';
+
+-- name: run_items_insert
+-- Writes the run's work list once, with total, in the caller's transaction.
+WITH items AS (
+    INSERT INTO run_items (run_id, position, item_id)
+    SELECT %(run_id)s, t.position - 1, t.item_id
+    FROM unnest(%(item_ids)s::text[]) WITH ORDINALITY AS t(item_id, position)
+    RETURNING 1
+)
+UPDATE runs
+SET total = (SELECT count(*) FROM items),
+    items_resolved = true,
+    version = version + 1
+WHERE id = %(run_id)s AND lease_owner = %(owner)s AND status = 'running' AND NOT items_resolved
+RETURNING total;
+
+-- name: run_items_pending
+SELECT position, item_id FROM run_items
+WHERE run_id = %(run_id)s AND outcome IS NULL
+ORDER BY position;
+
+-- name: run_items_record
+-- Records a batch of outcomes; an outcome already recorded is kept (each
+-- item's outcome is written exactly once).
+UPDATE run_items AS ri
+SET outcome = b.outcome, error_code = b.error_code, detail = b.detail, finished_at = now()
+FROM unnest(%(positions)s::integer[], %(outcomes)s::text[], %(error_codes)s::text[],
+            %(details)s::jsonb[]) AS b(position, outcome, error_code, detail)
+WHERE ri.run_id = %(run_id)s AND ri.position = b.position AND ri.outcome IS NULL
+RETURNING ri.outcome;
+
+-- name: run_items_fail_pending
+-- A run-level error fails every item that has no outcome yet.
+UPDATE run_items
+SET outcome = 'failed', error_code = %(error_code)s, finished_at = now()
+WHERE run_id = %(run_id)s AND outcome IS NULL;
+
+-- name: run_items_failed_sample
+SELECT item_id, error_code FROM run_items
+WHERE run_id = %(run_id)s AND outcome = 'failed'
+ORDER BY position
+LIMIT %(limit)s;
+
+-- name: run_items_failed_codes
+SELECT error_code, count(*) AS n FROM run_items
+WHERE run_id = %(run_id)s AND outcome = 'failed'
+GROUP BY error_code
+ORDER BY error_code;
+
+-- name: run_items_list
+SELECT position, item_id, outcome, error_code, detail FROM run_items
+WHERE run_id = %(run_id)s
+ORDER BY position;
+
+-- name: run_record_progress
+-- Adds a batch's outcomes to the counts: one version and one notification
+-- per batch, not per item.
+UPDATE runs
+SET succeeded = succeeded + %(succeeded)s,
+    failed = failed + %(failed)s,
+    version = version + 1
+WHERE id = %(run_id)s AND lease_owner = %(owner)s AND status = 'running'
+RETURNING *;
+
+-- name: run_finish
+-- Ends the run. Items without an outcome count as failed (a run-level
+-- error), so that succeeded + failed = total always holds at the end.
+UPDATE runs
+SET status = %(status)s,
+    failed = total - succeeded,
+    safe_error = %(safe_error)s,
+    finished_at = now(),
+    lease_owner = NULL,
+    lease_expires_at = NULL,
+    version = version + 1
+WHERE id = %(run_id)s AND lease_owner = %(owner)s AND status = 'running'
+RETURNING *;
+
+-- name: run_redispatch_due
+-- The reaper: runs whose message may be lost (still queued past their
+-- dispatch time) or whose worker died (lease expired). Each gets a new
+-- dispatch time with backoff; the caller sends one message per returned id.
+WITH due AS (
+    SELECT id FROM runs
+    WHERE (status = 'queued' AND dispatch_due_at <= now())
+       OR (status = 'running' AND lease_expires_at < now() AND dispatch_due_at <= now())
+    ORDER BY dispatch_due_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE runs
+SET dispatch_due_at = now() + make_interval(
+        secs => %(redispatch_after)s * power(2, least(runs.dispatch_count, 6))),
+    dispatch_count = runs.dispatch_count + 1
+FROM due
+WHERE runs.id = due.id
+RETURNING runs.id;
+
+-- name: tenant_get_id
+SELECT id FROM tenants WHERE external_id = %(tenant)s;
+
+-- name: tenant_upsert
+INSERT INTO tenants (external_id) VALUES (%(tenant)s)
+ON CONFLICT (external_id) DO UPDATE SET external_id = EXCLUDED.external_id
+RETURNING id;
+
+-- name: live_policy_upsert
+INSERT INTO live_policies (tenant_id, policy_id, policy_type, display_name, payload)
+VALUES (%(tenant_id)s, %(policy_id)s, %(policy_type)s, %(display_name)s, %(payload)s)
+ON CONFLICT (tenant_id, policy_id) DO UPDATE
+SET policy_type = EXCLUDED.policy_type,
+    display_name = EXCLUDED.display_name,
+    payload = EXCLUDED.payload,
+    updated_at = now();
+
+-- name: live_policy_get
+SELECT lp.policy_id, lp.policy_type, lp.display_name, lp.payload
+FROM live_policies lp JOIN tenants t ON t.id = lp.tenant_id
+WHERE t.external_id = %(tenant)s AND lp.policy_id = %(policy_id)s;
+
+-- name: live_policy_list_ids
+SELECT lp.policy_id
+FROM live_policies lp JOIN tenants t ON t.id = lp.tenant_id
+WHERE t.external_id = %(tenant)s
+ORDER BY lp.policy_id;
+
+-- name: policy_snapshot_capture
+-- Stores a snapshot unless one with the same payload exists; either way
+-- returns the snapshot that holds this payload.
+INSERT INTO policy_snapshots (tenant_id, policy_id, policy_type, display_name, payload,
+                              payload_hash, captured_by_run)
+VALUES (%(tenant_id)s, %(policy_id)s, %(policy_type)s, %(display_name)s, %(payload)s,
+        %(payload_hash)s, %(run_id)s)
+ON CONFLICT ON CONSTRAINT policy_snapshots_one_per_payload DO UPDATE
+SET last_captured_at = now()
+RETURNING id, (xmax = 0) AS created;
+
+-- name: backup_set_exists
+SELECT 1 FROM backup_sets WHERE tenant_id = %(tenant_id)s AND id = %(backup_set_id)s;
+
+-- name: backup_set_upsert
+INSERT INTO backup_sets (tenant_id, id, name) VALUES (%(tenant_id)s, %(backup_set_id)s, %(name)s)
+ON CONFLICT (tenant_id, id) DO UPDATE SET name = EXCLUDED.name;
+
+-- name: backup_item_upsert
+-- Adding a policy twice keeps one entry, pointing at the newest snapshot.
+INSERT INTO backup_items (tenant_id, backup_set_id, policy_id, snapshot_id)
+VALUES (%(tenant_id)s, %(backup_set_id)s, %(policy_id)s, %(snapshot_id)s)
+ON CONFLICT ON CONSTRAINT backup_items_policy_once DO UPDATE
+SET snapshot_id = EXCLUDED.snapshot_id, updated_at = now()
+RETURNING id;
+
+-- name: backup_item_ids
+SELECT id::text FROM backup_items
+WHERE tenant_id = %(tenant_id)s AND backup_set_id = %(backup_set_id)s
+ORDER BY added_at, policy_id;
+
+-- name: backup_item_get
+-- A backup item of the set with the payload of its snapshot.
+SELECT bi.id, bi.policy_id, s.policy_type, s.display_name, s.payload
+FROM backup_items bi JOIN policy_snapshots s ON s.id = bi.snapshot_id
+WHERE bi.tenant_id = %(tenant_id)s AND bi.backup_set_id = %(backup_set_id)s
+  AND bi.id = %(backup_item_id)s;
+
+-- name: restore_preview_record
+INSERT INTO restore_previews (run_id, backup_item_id, policy_id, action, changed_keys)
+VALUES (%(run_id)s, %(backup_item_id)s, %(policy_id)s, %(action)s, %(changed_keys)s)
+ON CONFLICT (run_id, backup_item_id) DO UPDATE
+SET action = EXCLUDED.action, changed_keys = EXCLUDED.changed_keys;
+
+-- name: restore_result_record
+INSERT INTO restore_results (run_id, backup_item_id, policy_id, outcome, error_code)
+VALUES (%(run_id)s, %(backup_item_id)s, %(policy_id)s, %(outcome)s, %(error_code)s)
+ON CONFLICT (run_id, backup_item_id) DO UPDATE
+SET outcome = EXCLUDED.outcome, error_code = EXCLUDED.error_code;

@@ -1,0 +1,214 @@
+"""Operations on runs and their items.
+
+The server's operations are async (psycopg AsyncConnection); the worker's are
+sync (psycopg Connection) and take the caller's connection, so that several
+of them share one transaction.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from psycopg import AsyncConnection, Connection
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from runsvc.model import Run, RunStatus, RunType, SafeError
+from runsvc.store.queries import QUERIES
+
+# How often run_insert_or_reuse retries when the run it collided with was not
+# yet visible to its snapshot, or finished meanwhile; each retry sees more.
+_INSERT_ATTEMPTS = 20
+
+
+class DedupeRace(Exception):
+    """run_insert_or_reuse kept losing races; should never happen in practice."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    tenant_external_id: str
+    run_type: RunType
+    target_object_id: str | None
+    payload_hash: str | None
+    item_ids: list[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ItemOutcome:
+    position: int
+    succeeded: bool
+    error_code: str | None = None
+    detail: dict[str, Any] | None = None
+
+
+# --- server side (async) ---------------------------------------------------
+
+
+async def run_insert_or_reuse(
+    conn: AsyncConnection, new: NewRun, *, redispatch_after: float
+) -> tuple[Run, bool]:
+    """Creates a queued run or returns the active one with the same key.
+
+    Returns (run, reused). Durable when this returns (autocommit connection).
+    """
+    params = {
+        "tenant": new.tenant_external_id,
+        "run_type": new.run_type.value,
+        "target_object_id": new.target_object_id,
+        "payload_hash": new.payload_hash,
+        "item_ids": new.item_ids,
+        "redispatch_after": redispatch_after,
+    }
+    async with conn.cursor(row_factory=dict_row) as cur:
+        for _ in range(_INSERT_ATTEMPTS):
+            await cur.execute(QUERIES["run_insert_or_reuse"], params)
+            row = await cur.fetchone()
+            if row is not None:
+                return Run.from_row(row), row["reused"]
+    raise DedupeRace("could not insert or find the active run")
+
+
+async def run_get(
+    conn: AsyncConnection, *, tenant: str, run_type: str, run_id: uuid.UUID
+) -> Run | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            QUERIES["run_get"], {"tenant": tenant, "run_type": run_type, "run_id": run_id}
+        )
+        row = await cur.fetchone()
+    return Run.from_row(row) if row else None
+
+
+async def run_get_many(conn: AsyncConnection, run_ids: Sequence[uuid.UUID]) -> list[Run]:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(QUERIES["run_get_many"], {"run_ids": list(run_ids)})
+        return [Run.from_row(row) for row in await cur.fetchall()]
+
+
+# --- worker side (sync, caller's transaction) ------------------------------
+
+
+def _one(conn: Connection, name: str, params: dict[str, Any]) -> dict[str, Any] | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(QUERIES[name], params)
+        return cur.fetchone()
+
+
+def run_claim(
+    conn: Connection, run_id: uuid.UUID, *, owner: str, lease_seconds: float
+) -> Run | None:
+    row = _one(
+        conn, "run_claim", {"run_id": run_id, "owner": owner, "lease_seconds": lease_seconds}
+    )
+    return Run.from_row(row) if row else None
+
+
+def run_lease_renew(
+    conn: Connection, run_id: uuid.UUID, *, owner: str, lease_seconds: float
+) -> bool:
+    params = {"run_id": run_id, "owner": owner, "lease_seconds": lease_seconds}
+    return _one(conn, "run_lease_renew", params) is not None
+
+
+def run_lease_release(conn: Connection, run_id: uuid.UUID, *, owner: str) -> None:
+    conn.execute(QUERIES["run_lease_release"], {"run_id": run_id, "owner": owner})
+
+
+def run_items_insert(
+    conn: Connection, run_id: uuid.UUID, item_ids: list[str], *, owner: str
+) -> int | None:
+    """Writes the work list; None when the lease is lost (roll back then)."""
+    row = _one(conn, "run_items_insert", {"run_id": run_id, "item_ids": item_ids, "owner": owner})
+    return row["total"] if row else None
+
+
+def run_items_pending(conn: Connection, run_id: uuid.UUID) -> list[tuple[int, str]]:
+    rows = conn.execute(QUERIES["run_items_pending"], {"run_id": run_id}).fetchall()
+    return [(position, item_id) for position, item_id in rows]
+
+
+def run_items_record(
+    conn: Connection, run_id: uuid.UUID, outcomes: Sequence[ItemOutcome]
+) -> tuple[int, int]:
+    """Records outcomes not yet recorded; returns (succeeded, failed) added."""
+    rows = conn.execute(
+        QUERIES["run_items_record"],
+        {
+            "run_id": run_id,
+            "positions": [o.position for o in outcomes],
+            "outcomes": ["succeeded" if o.succeeded else "failed" for o in outcomes],
+            "error_codes": [o.error_code for o in outcomes],
+            "details": [Jsonb(o.detail) if o.detail is not None else None for o in outcomes],
+        },
+    ).fetchall()
+    succeeded = sum(1 for (outcome,) in rows if outcome == "succeeded")
+    return succeeded, len(rows) - succeeded
+
+
+def run_items_fail_pending(conn: Connection, run_id: uuid.UUID, *, error_code: str) -> None:
+    conn.execute(QUERIES["run_items_fail_pending"], {"run_id": run_id, "error_code": error_code})
+
+
+def run_items_failed_summary(
+    conn: Connection, run_id: uuid.UUID, *, sample: int
+) -> tuple[list[str], dict[str, int]]:
+    """The first failed item ids and the count of failures per error code."""
+    ids = [
+        item_id
+        for item_id, _ in conn.execute(
+            QUERIES["run_items_failed_sample"], {"run_id": run_id, "limit": sample}
+        )
+    ]
+    codes = {
+        code: n for code, n in conn.execute(QUERIES["run_items_failed_codes"], {"run_id": run_id})
+    }
+    return ids, codes
+
+
+def run_items_list(conn: Connection, run_id: uuid.UUID) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(QUERIES["run_items_list"], {"run_id": run_id})
+        return cur.fetchall()
+
+
+def run_record_progress(
+    conn: Connection, run_id: uuid.UUID, *, owner: str, succeeded: int, failed: int
+) -> Run | None:
+    row = _one(
+        conn,
+        "run_record_progress",
+        {"run_id": run_id, "owner": owner, "succeeded": succeeded, "failed": failed},
+    )
+    return Run.from_row(row) if row else None
+
+
+def run_finish(
+    conn: Connection,
+    run_id: uuid.UUID,
+    *,
+    owner: str,
+    status: RunStatus,
+    safe_error: SafeError | None,
+) -> Run | None:
+    row = _one(
+        conn,
+        "run_finish",
+        {
+            "run_id": run_id,
+            "owner": owner,
+            "status": status.value,
+            "safe_error": Jsonb(safe_error.to_json()) if safe_error else None,
+        },
+    )
+    return Run.from_row(row) if row else None
+
+
+def run_redispatch_due(conn: Connection, *, limit: int, redispatch_after: float) -> list[uuid.UUID]:
+    rows = conn.execute(
+        QUERIES["run_redispatch_due"], {"limit": limit, "redispatch_after": redispatch_after}
+    ).fetchall()
+    return [run_id for (run_id,) in rows]

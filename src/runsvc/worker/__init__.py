@@ -1,0 +1,1 @@
+"""The worker: Dramatiq actors and the bookkeeping around every handler."""
