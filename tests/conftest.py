@@ -1,0 +1,142 @@
+"""Fixtures that start the real parts: Postgres (a fresh database per
+session), the gRPC server and Dramatiq workers as processes on free ports,
+and gRPC channels to them. Everything started here is stopped here."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import pytest
+from tenantpilot.runs.v1 import runs_pb2_grpc
+
+from tests.support.database import admin_url, fresh_database
+from tests.support.processes import ServiceProcess, start_server, start_worker
+from tests.support.seeding import SeededTenant, seed_tenant
+
+
+@pytest.fixture(scope="session")
+def admin_database_url() -> Iterator[str]:
+    with admin_url() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def database_url(admin_database_url: str) -> Iterator[str]:
+    with fresh_database(admin_database_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def log_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+def service_env(database_url: str, **overrides: str) -> dict[str, str]:
+    """Environment for runsvc processes: a queue of their own, and short
+    timings so that recovery paths run within a test's patience."""
+    env = {
+        **os.environ,
+        "RUNSVC_DATABASE_URL": database_url,
+        "RUNSVC_BROKER_URL": database_url,
+        "RUNSVC_QUEUE": f"test-{uuid.uuid4().hex[:10]}",
+        "RUNSVC_LEASE_SECONDS": "10",
+        "RUNSVC_REDISPATCH_SECONDS": "10",
+        "RUNSVC_REAPER_INTERVAL_SECONDS": "0.5",
+        "RUNSVC_SOURCE_RETRY_BASE_SECONDS": "0.01",
+        "RUNSVC_LOG_LEVEL": "INFO",
+    }
+    env.update(overrides)
+    return env
+
+
+@dataclass
+class Stack:
+    """A server and its workers sharing one queue."""
+
+    env: dict[str, str]
+    log_dir: Path
+    target: str = ""
+    server: ServiceProcess | None = None
+    workers: list[ServiceProcess] = field(default_factory=list)
+    channels: list[grpc.Channel] = field(default_factory=list)
+
+    def start_server(self) -> str:
+        self.server, self.target = start_server(self.env, self.log_dir)
+        return self.target
+
+    def start_worker(self, **kwargs: int) -> ServiceProcess:
+        worker = start_worker(self.env, self.log_dir, **kwargs)
+        self.workers.append(worker)
+        return worker
+
+    def stub(self) -> runs_pb2_grpc.RunServiceStub:
+        channel = grpc.insecure_channel(self.target)
+        self.channels.append(channel)
+        return runs_pb2_grpc.RunServiceStub(channel)
+
+    def stop(self) -> None:
+        for channel in self.channels:
+            channel.close()
+        for worker in self.workers:
+            worker.stop()
+        if self.server is not None:
+            self.server.stop()
+
+
+@pytest.fixture(scope="session")
+def stack(database_url: str, log_dir: Path) -> Iterator[Stack]:
+    """The shared stack: one server, one worker, Postgres broker."""
+    shared = Stack(service_env(database_url), log_dir)
+    try:
+        shared.start_server()
+        shared.start_worker(threads=4)
+        yield shared
+    finally:
+        shared.stop()
+
+
+@pytest.fixture
+def make_stack(database_url: str, log_dir: Path) -> Iterator[Callable[..., Stack]]:
+    """Stacks with settings of their own (broker, lease, ...), stopped after the test."""
+    made: list[Stack] = []
+
+    def make(**env_overrides: str) -> Stack:
+        new = Stack(service_env(database_url, **env_overrides), log_dir)
+        made.append(new)
+        return new
+
+    yield make
+    for each in made:
+        each.stop()
+
+
+@pytest.fixture(scope="session")
+def idle_stack(database_url: str, log_dir: Path) -> Iterator[Stack]:
+    """A server whose queue no worker consumes: its runs stay queued, so
+    tests can look at dedupe and validation without runs finishing."""
+    idle = Stack(service_env(database_url), log_dir)
+    try:
+        idle.start_server()
+        yield idle
+    finally:
+        idle.stop()
+
+
+@pytest.fixture(scope="session")
+def idle_stub(idle_stack: Stack) -> runs_pb2_grpc.RunServiceStub:
+    return idle_stack.stub()
+
+
+@pytest.fixture(scope="session")
+def stub(stack: Stack) -> runs_pb2_grpc.RunServiceStub:
+    return stack.stub()
+
+
+@pytest.fixture
+def tenant(database_url: str) -> SeededTenant:
+    return seed_tenant(database_url)

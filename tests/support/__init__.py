@@ -1,0 +1,1 @@
+"""Test support: real processes, databases and clients."""
