@@ -39,10 +39,12 @@ lint: $(STAMP)
 	$(BIN)/buf lint
 	$(BIN)/buf format --diff --exit-code
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 fmt: $(STAMP)
 	$(BIN)/buf format -w
-	$(BIN)/ruff check --fix .
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .-fix .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
