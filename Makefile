@@ -43,8 +43,8 @@ lint: $(STAMP)
 
 fmt: $(STAMP)
 	$(BIN)/buf format -w
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .-fix .
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
