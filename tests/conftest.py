@@ -18,6 +18,8 @@ from tests.support.database import admin_url, fresh_database
 from tests.support.processes import ServiceProcess, start_server, start_worker
 from tests.support.seeding import SeededTenant, seed_tenant
 
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
 
 @pytest.fixture(scope="session")
 def admin_database_url() -> Iterator[str]:
@@ -49,6 +51,8 @@ def service_env(database_url: str, **overrides: str) -> dict[str, str]:
         "RUNSVC_REAPER_INTERVAL_SECONDS": "0.5",
         "RUNSVC_SOURCE_RETRY_BASE_SECONDS": "0.01",
         "RUNSVC_LOG_LEVEL": "INFO",
+        # Lets workers import test adapters (RUNSVC_TENANT_SOURCE=tests.support...).
+        "PYTHONPATH": str(PROJECT_ROOT),
     }
     env.update(overrides)
     return env
@@ -65,12 +69,18 @@ class Stack:
     workers: list[ServiceProcess] = field(default_factory=list)
     channels: list[grpc.Channel] = field(default_factory=list)
 
-    def start_server(self) -> str:
-        self.server, self.target = start_server(self.env, self.log_dir)
+    @property
+    def database_url(self) -> str:
+        return self.env["RUNSVC_DATABASE_URL"]
+
+    def start_server(self, **env_overrides: str) -> str:
+        self.server, self.target = start_server({**self.env, **env_overrides}, self.log_dir)
         return self.target
 
-    def start_worker(self, **kwargs: int) -> ServiceProcess:
-        worker = start_worker(self.env, self.log_dir, **kwargs)
+    def start_worker(self, *, processes: int = 1, threads: int = 2, **env: str) -> ServiceProcess:
+        worker = start_worker(
+            {**self.env, **env}, self.log_dir, processes=processes, threads=threads
+        )
         self.workers.append(worker)
         return worker
 
@@ -119,7 +129,9 @@ def make_stack(database_url: str, log_dir: Path) -> Iterator[Callable[..., Stack
 def idle_stack(database_url: str, log_dir: Path) -> Iterator[Stack]:
     """A server whose queue no worker consumes: its runs stay queued, so
     tests can look at dedupe and validation without runs finishing."""
-    idle = Stack(service_env(database_url), log_dir)
+    # Its runs are never due for redispatch, so no other stack's reaper
+    # picks them up either.
+    idle = Stack(service_env(database_url, RUNSVC_REDISPATCH_SECONDS="86400"), log_dir)
     try:
         idle.start_server()
         yield idle

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import uuid
 from collections.abc import Sequence
@@ -58,7 +59,8 @@ async def start_server(
         settings.database_url,
         min_size=2,
         max_size=20,
-        kwargs={"autocommit": True, "application_name": "runsvc-server"},
+        # The pid in the name lets operators (and tests) tell processes apart.
+        kwargs={"autocommit": True, "application_name": f"runsvc-server:{os.getpid()}"},
         open=False,
         name="runsvc-server",
     )

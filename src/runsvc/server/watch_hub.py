@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import uuid
 from collections.abc import AsyncIterator
 
@@ -97,7 +98,9 @@ class WatchHub:
         while True:
             try:
                 conn = await psycopg.AsyncConnection.connect(
-                    self._conninfo, autocommit=True, application_name="runsvc-watch-hub"
+                    self._conninfo,
+                    autocommit=True,
+                    application_name=f"runsvc-watch-hub:{os.getpid()}",
                 )
             except psycopg.Error as exc:
                 log.warning("watch hub cannot connect: %s", describe_exception(exc))

@@ -4,6 +4,7 @@ connection pool, tenant source, executor and reaper (Dramatiq middleware)."""
 from __future__ import annotations
 
 import logging
+import os
 
 import dramatiq
 from dramatiq.middleware import Middleware
@@ -32,7 +33,7 @@ class WorkerRuntime(Middleware):
             settings.database_url,
             min_size=1,
             max_size=2 * worker.worker_threads + 2,
-            kwargs={"autocommit": True, "application_name": "runsvc-worker"},
+            kwargs={"autocommit": True, "application_name": f"runsvc-worker:{os.getpid()}"},
             name="runsvc-worker",
         )
         self.pool.wait(timeout=30)
