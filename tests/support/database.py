@@ -43,14 +43,17 @@ def admin_url() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def fresh_database(admin: str, prefix: str = "runsvc_test") -> Iterator[str]:
+def fresh_database(
+    admin: str, prefix: str = "runsvc_test", *, migrated: bool = True
+) -> Iterator[str]:
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     url = with_dbname(admin, name)
     try:
-        migrate(url)
-        prepare_broker(url)
+        if migrated:
+            migrate(url)
+            prepare_broker(url)
         yield url
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:

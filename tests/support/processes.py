@@ -7,6 +7,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -109,3 +110,11 @@ def start_worker(
         worker.stop()
         raise
     return worker
+
+
+def free_port() -> int:
+    """A port free right now, for programs that need an address up front
+    (`runsvc dev` writes its addresses to dev.env before its children bind)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,103 @@
+"""`runsvc dev`: everything from one command with no outside services, and
+nothing left behind after Ctrl-C/SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import grpc
+import psutil
+from tenantpilot.runs.v1 import runs_pb2_grpc
+
+from tests.support.grpcurl import SERVICE, grpcurl
+from tests.support.processes import ServiceProcess, free_port, runsvc
+from tests.support.runs import get, start, wait_terminal
+
+
+def dev_env_file(path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text().splitlines():
+        key, _, value = line.removeprefix("export ").partition("=")
+        values[key] = value.strip("'")
+    return values
+
+
+def postgres_processes(data_dir) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if proc.info["name"] == "postgres" and str(data_dir) in cmdline:
+            found.append(proc)
+    return found
+
+
+def start_dev(data_dir, grpc_addr, log_dir) -> ServiceProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNSVC_")}
+    dev = ServiceProcess(
+        "dev",
+        runsvc(
+            "dev",
+            "--data-dir",
+            str(data_dir),
+            "--grpc-addr",
+            grpc_addr,
+            "--http-addr",
+            f"127.0.0.1:{free_port()}",
+        ),
+        env,
+        log_dir,
+    )
+    dev.wait_for(r"Ctrl-C stops everything", timeout=120)
+    return dev
+
+
+def wait_serving(target: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if grpcurl(target, "list").returncode == 0:
+            return
+        time.sleep(0.2)
+    raise TimeoutError("dev server never answered")
+
+
+def test_dev_runs_everything_and_stops_cleanly_keeping_data(tmp_path, log_dir):
+    os.chmod(tmp_path, 0o755)  # embedded Postgres runs as its own user under root
+    data_dir = tmp_path / "devdata"
+    grpc_addr = f"127.0.0.1:{free_port()}"
+
+    dev = start_dev(data_dir, grpc_addr, log_dir)
+    try:
+        output = dev.output()
+        assert f"grpc      {grpc_addr}" in output
+        env = dev_env_file(data_dir / "dev.env")
+        assert env["RUNSVC_GRPC_TARGET"] == grpc_addr
+        assert env["RUNSVC_DATABASE_URL"].startswith("postgresql://")
+        wait_serving(grpc_addr)
+        assert SERVICE in grpcurl(grpc_addr, "list").stdout
+
+        with grpc.insecure_channel(grpc_addr) as channel:
+            stub = runs_pb2_grpc.RunServiceStub(channel)
+            run = wait_terminal(stub, start(stub, "demo-tenant", "snapshot_capture").run)
+            assert run.counts.succeeded == 6  # the demo tenant's policies
+        children = psutil.Process(dev.pid).children(recursive=True)
+        assert children and postgres_processes(data_dir)
+    finally:
+        dev.proc.send_signal(signal.SIGTERM)  # only the supervisor, as `kill PID` would
+        returncode = dev.proc.wait(timeout=60)
+    assert returncode == 0, dev.output()[-3000:]
+    assert "runsvc dev: stopped" in dev.output()
+    assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+    assert not postgres_processes(data_dir)
+
+    # A second start on the same directory keeps the data.
+    again = start_dev(data_dir, grpc_addr, log_dir)
+    try:
+        wait_serving(grpc_addr)
+        with grpc.insecure_channel(grpc_addr) as channel:
+            kept = get(runs_pb2_grpc.RunServiceStub(channel), run)
+            assert kept.id == run.id and kept.counts.succeeded == 6
+    finally:
+        again.stop()  # SIGTERM to the whole group, as Ctrl-C in a terminal would
+    assert not postgres_processes(data_dir)

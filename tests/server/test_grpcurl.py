@@ -1,0 +1,74 @@
+"""The server as an operator meets it: grpcurl with no proto files, through
+reflection and the standard health service."""
+
+from __future__ import annotations
+
+import json
+
+from tests.support.grpcurl import SERVICE, grpcurl
+
+
+def test_list_shows_run_service_health_and_reflection(stack):
+    result = grpcurl(stack.target, "list")
+    assert result.returncode == 0, result.stderr
+    services = result.stdout.split()
+    assert SERVICE in services
+    assert "grpc.health.v1.Health" in services
+    assert any(s.startswith("grpc.reflection.") for s in services)
+
+
+def test_describe_shows_the_rpcs_and_messages(stack):
+    service = grpcurl(stack.target, "describe", SERVICE)
+    assert service.returncode == 0, service.stderr
+    for rpc in ("rpc StartRun", "rpc GetRun", "rpc WatchRun"):
+        assert rpc in service.stdout
+    assert "returns ( stream .tenantpilot.runs.v1.WatchRunResponse )" in service.stdout
+
+    record = grpcurl(stack.target, "describe", "tenantpilot.runs.v1.RunRecord")
+    assert record.returncode == 0, record.stderr
+    for field in ("tenant_external_id", "started_at", "safe_error", "counts", "version"):
+        assert field in record.stdout
+
+
+def test_health_check_is_serving_without_credentials(stack):
+    for service in ("", SERVICE):
+        data = {"service": service} if service else {}
+        result = grpcurl(stack.target, "grpc.health.v1.Health/Check", data=data)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout) == {"status": "SERVING"}
+
+
+def test_start_and_get_with_grpcurl(stack, tenant):
+    started = grpcurl(
+        stack.target,
+        f"{SERVICE}/StartRun",
+        data={
+            "tenant_external_id": tenant.external_id,
+            "run_type": "snapshot_capture",
+            "options": {"target_object_id": "grpcurl", "item_ids": {"values": ["pol-00000"]}},
+        },
+    )
+    assert started.returncode == 0, started.stderr
+    run = json.loads(started.stdout)["run"]
+    assert run["status"] in ("RUN_STATUS_QUEUED", "RUN_STATUS_RUNNING")
+    assert run["counts"] == {"total": 1}
+
+    got = grpcurl(
+        stack.target,
+        f"{SERVICE}/GetRun",
+        data={
+            "tenant_external_id": tenant.external_id,
+            "run_type": "snapshot_capture",
+            "run_id": run["id"],
+        },
+    )
+    assert got.returncode == 0, got.stderr
+    assert json.loads(got.stdout)["run"]["id"] == run["id"]
+
+    missing = grpcurl(
+        stack.target,
+        f"{SERVICE}/GetRun",
+        data={"tenant_external_id": "other", "run_type": "snapshot_capture", "run_id": run["id"]},
+    )
+    assert missing.returncode != 0
+    assert "NotFound" in missing.stderr
