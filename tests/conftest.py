@@ -4,6 +4,7 @@ and gRPC channels to them. Everything started here is stopped here."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -111,18 +112,29 @@ def stack(database_url: str, log_dir: Path) -> Iterator[Stack]:
 
 
 @pytest.fixture
-def make_stack(database_url: str, log_dir: Path) -> Iterator[Callable[..., Stack]]:
-    """Stacks with settings of their own (broker, lease, ...), stopped after the test."""
+def make_stack(
+    database_url: str, admin_database_url: str, log_dir: Path
+) -> Iterator[Callable[..., Stack]]:
+    """Stacks with settings of their own (broker, lease, ...), stopped after the test.
+
+    `own_database=True` gives the stack a database of its own: the shared
+    stack's reaper would otherwise adopt runs that a test stages by hand."""
     made: list[Stack] = []
+    with contextlib.ExitStack() as databases:
 
-    def make(**env_overrides: str) -> Stack:
-        new = Stack(service_env(database_url, **env_overrides), log_dir)
-        made.append(new)
-        return new
+        def make(*, own_database: bool = False, **env_overrides: str) -> Stack:
+            url = database_url
+            if own_database:
+                url = databases.enter_context(fresh_database(admin_database_url))
+            new = Stack(service_env(url, **env_overrides), log_dir)
+            made.append(new)
+            return new
 
-    yield make
-    for each in made:
-        each.stop()
+        try:
+            yield make
+        finally:
+            for each in made:
+                each.stop()
 
 
 @pytest.fixture(scope="session")

@@ -88,7 +88,7 @@ def test_duplicate_messages_never_execute_a_run_twice(make_stack):
 
 
 def test_queued_run_whose_message_was_lost_is_dispatched_again(make_stack):
-    stack = make_stack(RUNSVC_REDISPATCH_SECONDS="1")
+    stack = make_stack(own_database=True, RUNSVC_REDISPATCH_SECONDS="1")
     stack.start_server()
     tenant = seed_tenant(stack.database_url, policies=3)
     stub = stack.stub()
@@ -118,6 +118,7 @@ def test_queued_run_whose_message_was_lost_is_dispatched_again(make_stack):
 
 def test_worker_killed_mid_run_loses_nothing(make_stack):
     stack = make_stack(
+        own_database=True,
         RUNSVC_TENANT_SOURCE=SCRIPTED,
         RUNSVC_TEST_SOURCE_DELAY="0.01",
         RUNSVC_BATCH_SIZE="10",
@@ -147,7 +148,7 @@ def test_worker_killed_mid_run_loses_nothing(make_stack):
 
 
 def test_run_that_keeps_killing_its_workers_ends_failed(make_stack):
-    stack = make_stack(RUNSVC_MAX_ATTEMPTS="1", RUNSVC_LEASE_SECONDS="1")
+    stack = make_stack(own_database=True, RUNSVC_MAX_ATTEMPTS="1", RUNSVC_LEASE_SECONDS="1")
     stack.start_server()
     tenant = seed_tenant(stack.database_url, policies=2)
     stub = stack.stub()
