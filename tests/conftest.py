@@ -69,6 +69,13 @@ class Stack:
     server: ServiceProcess | None = None
     workers: list[ServiceProcess] = field(default_factory=list)
     channels: list[grpc.Channel] = field(default_factory=list)
+    # The bearer token its callers present (set by the authentication fixtures).
+    token: str | None = None
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        """gRPC metadata carrying the stack's token, for calls made by hand."""
+        return (("authorization", f"Bearer {self.token}"),) if self.token else ()
 
     @property
     def database_url(self) -> str:
