@@ -10,16 +10,20 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
 from tenantpilot.runs.v1 import runs_pb2_grpc
 
+from tests.support.auth import BearerToken, new_token
 from tests.support.database import admin_url, fresh_database
 from tests.support.processes import ServiceProcess, start_server, start_worker
 from tests.support.seeding import SeededTenant, seed_tenant
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# stub()'s default: the stack's own token.
+STACK_TOKEN = object()
 
 
 @pytest.fixture(scope="session")
@@ -69,8 +73,12 @@ class Stack:
     server: ServiceProcess | None = None
     workers: list[ServiceProcess] = field(default_factory=list)
     channels: list[grpc.Channel] = field(default_factory=list)
-    # The bearer token its callers present (set by the authentication fixtures).
+    # The bearer token its callers present: an operator token for all
+    # tenants, created in the stack's database when its server starts.
     token: str | None = None
+    # Channel credentials when the server speaks TLS (set by TLS tests).
+    credentials: grpc.ChannelCredentials | None = None
+    channel_options: tuple[tuple[str, Any], ...] = ()
 
     @property
     def metadata(self) -> tuple[tuple[str, str], ...]:
@@ -82,6 +90,8 @@ class Stack:
         return self.env["RUNSVC_DATABASE_URL"]
 
     def start_server(self, **env_overrides: str) -> str:
+        if self.token is None:
+            self.token = new_token(self.database_url, name=f"stack-{uuid.uuid4().hex[:12]}")
         self.server, self.target = start_server({**self.env, **env_overrides}, self.log_dir)
         return self.target
 
@@ -92,9 +102,28 @@ class Stack:
         self.workers.append(worker)
         return worker
 
-    def stub(self) -> runs_pb2_grpc.RunServiceStub:
-        channel = grpc.insecure_channel(self.target)
+    def channel(self, credentials: grpc.ChannelCredentials | None = None) -> grpc.Channel:
+        """A channel to the server (TLS with the stack's or the given credentials)."""
+        credentials = credentials or self.credentials
+        if credentials is None:
+            channel = grpc.insecure_channel(self.target, options=self.channel_options)
+        else:
+            channel = grpc.secure_channel(self.target, credentials, options=self.channel_options)
         self.channels.append(channel)
+        return channel
+
+    def stub(
+        self,
+        token: str | object | None = STACK_TOKEN,
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> runs_pb2_grpc.RunServiceStub:
+        """A stub sending the stack's token on every call; `token=` another
+        one, `token=None` none at all."""
+        bearer = self.token if token is STACK_TOKEN else token
+        channel = self.channel(credentials)
+        if bearer is not None:
+            channel = grpc.intercept_channel(channel, BearerToken(str(bearer)))
         return runs_pb2_grpc.RunServiceStub(channel)
 
     def stop(self) -> None:

@@ -1,4 +1,4 @@
-"""`runsvc`: dev, migrate, serve, worker, seed."""
+"""`runsvc`: dev, migrate, serve, worker, seed, token, audit."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from runsvc.config import ConfigError, Settings
@@ -47,6 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--grpc-addr", type=_address, default=os.environ.get("RUNSVC_GRPC_ADDR", DEFAULT_GRPC_ADDR)
     )
+    serve.add_argument("--tls-cert", metavar="PEM", help="server certificate (RUNSVC_TLS_CERT)")
+    serve.add_argument("--tls-key", metavar="PEM", help="its private key (RUNSVC_TLS_KEY)")
+    serve.add_argument(
+        "--tls-client-ca",
+        metavar="PEM",
+        help="require client certificates signed by this CA: mutual TLS (RUNSVC_TLS_CLIENT_CA)",
+    )
 
     worker = commands.add_parser("worker", help="run Dramatiq worker processes")
     worker.add_argument("--processes", type=_positive, default=1)
@@ -54,6 +62,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     seed = commands.add_parser("seed", help="load tenants, policies and backup sets from JSON")
     seed.add_argument("file", type=Path, metavar="FILE.json")
+
+    token = commands.add_parser("token", help="create, list and revoke API tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    create = token_commands.add_parser("create", help="create a token and print it (only once)")
+    create.add_argument("--name", required=True)
+    create.add_argument("--role", required=True, choices=["viewer", "operator"])
+    grants = create.add_mutually_exclusive_group(required=True)
+    grants.add_argument(
+        "--tenant", action="append", dest="tenants", metavar="T", help="grant a tenant (repeat)"
+    )
+    grants.add_argument("--all-tenants", action="store_true", help="grant every tenant")
+    token_commands.add_parser("list", help="list tokens (never their secrets)")
+    revoke = token_commands.add_parser("revoke", help="revoke the active token of that name")
+    revoke.add_argument("name")
+
+    audit = commands.add_parser("audit", help="show what callers did in a tenant, newest first")
+    audit.add_argument("--tenant", required=True)
+    audit.add_argument("--limit", type=_positive, default=100)
     return parser
 
 
@@ -89,8 +115,15 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "serve":
         from runsvc.server.app import serve
 
+        settings = settings.with_tls(args.tls_cert, args.tls_key, args.tls_client_ca)
         asyncio.run(serve(settings, args.grpc_addr))
         return 0
+
+    if args.command == "token":
+        return _token(settings, args)
+
+    if args.command == "audit":
+        return _audit(settings, args.tenant, args.limit)
 
     if args.command == "worker":
         from runsvc.broker import prepare_broker
@@ -125,6 +158,84 @@ def _run(args: argparse.Namespace) -> int:
         )
         return 0
     raise AssertionError(args.command)
+
+
+def _when(value: datetime | None) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else "-"
+
+
+def _print_table(header: list[str], rows: list[list[str]]) -> None:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+def _token(settings: Settings, args: argparse.Namespace) -> int:
+    from runsvc import tokens
+
+    url = settings.database_url
+    if args.token_command == "create":
+        try:
+            secret = tokens.create_token(
+                url,
+                name=args.name,
+                role=args.role,
+                tenants=None if args.all_tenants else args.tenants,
+            )
+        except tokens.TokenError as exc:
+            print(f"runsvc token: {exc}", file=sys.stderr)
+            return 1
+        # The secret goes to stdout only, once; the hint goes to stderr so
+        # that `TOKEN=$(runsvc token create ...)` captures just the token.
+        print("store this token now; it cannot be shown again:", file=sys.stderr)
+        print(secret, flush=True)
+        return 0
+    if args.token_command == "list":
+        rows = [
+            [
+                t.name,
+                t.role,
+                t.grants,
+                _when(t.created_at),
+                _when(t.last_used_at),
+                _when(t.revoked_at),
+            ]
+            for t in tokens.list_tokens(url)
+        ]
+        _print_table(["NAME", "ROLE", "TENANTS", "CREATED", "LAST_USED", "REVOKED"], rows)
+        return 0
+    if args.token_command == "revoke":
+        if not tokens.revoke_token(url, args.name):
+            print(f"runsvc token: no active token named {args.name!r}", file=sys.stderr)
+            return 1
+        print(f"revoked {args.name}")
+        return 0
+    raise AssertionError(args.token_command)
+
+
+def _audit(settings: Settings, tenant: str, limit: int) -> int:
+    import psycopg
+
+    from runsvc.store.auth import audit_list
+
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        events = audit_list(conn, tenant, limit=limit)
+    rows = [
+        [
+            _when(e["occurred_at"]),
+            e["action"],
+            e["token_name"],
+            e["tenant_external_id"],
+            e["run_type"] or "-",
+            str(e["run_id"] or "-"),
+            "-" if e["reused"] is None else ("reused" if e["reused"] else "new"),
+        ]
+        for e in events
+    ]
+    _print_table(["TIME", "ACTION", "TOKEN", "TENANT", "RUN_TYPE", "RUN_ID", "RUN"], rows)
+    return 0
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -51,6 +52,26 @@ class Settings:
     reaper_interval_seconds: float
     # Limits of StartRun
     max_item_ids: int
+    # Authentication: how long a token lookup is trusted (so a revocation
+    # takes effect within it), and how often last_used_at is written.
+    auth_cache_seconds: float = 5.0
+    auth_touch_seconds: float = 60.0
+    # TLS of the gRPC listener: cert and key together; a client CA turns on
+    # mutual TLS (clients must present a certificate it signed).
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
+
+    def with_tls(self, cert: str | None, key: str | None, client_ca: str | None) -> Settings:
+        """These settings with TLS files given on the command line, if any."""
+        return check_tls(
+            dataclasses.replace(
+                self,
+                tls_cert=cert or self.tls_cert,
+                tls_key=key or self.tls_key,
+                tls_client_ca=client_ca or self.tls_client_ca,
+            )
+        )
 
     @classmethod
     def from_env(cls, *, database_url: str | None = None) -> Settings:
@@ -71,4 +92,24 @@ class Settings:
             redispatch_seconds=_float("RUNSVC_REDISPATCH_SECONDS", 30.0),
             reaper_interval_seconds=_float("RUNSVC_REAPER_INTERVAL_SECONDS", 5.0),
             max_item_ids=_int("RUNSVC_MAX_ITEM_IDS", 10_000),
+            auth_cache_seconds=_float("RUNSVC_AUTH_CACHE_SECONDS", 5.0),
+            auth_touch_seconds=_float("RUNSVC_AUTH_TOUCH_SECONDS", 60.0),
+            tls_cert=os.environ.get("RUNSVC_TLS_CERT") or None,
+            tls_key=os.environ.get("RUNSVC_TLS_KEY") or None,
+            tls_client_ca=os.environ.get("RUNSVC_TLS_CLIENT_CA") or None,
         )
+
+
+def check_tls(settings: Settings) -> Settings:
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        raise ConfigError("TLS needs both a certificate and a key (RUNSVC_TLS_CERT/KEY)")
+    if settings.tls_client_ca and not settings.tls_cert:
+        raise ConfigError("a client CA (mutual TLS) needs a server certificate and key too")
+    for name, path in (
+        ("certificate", settings.tls_cert),
+        ("key", settings.tls_key),
+        ("client CA", settings.tls_client_ca),
+    ):
+        if path and not os.access(path, os.R_OK):
+            raise ConfigError(f"TLS {name} file {path!r} cannot be read")
+    return settings

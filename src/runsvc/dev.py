@@ -23,12 +23,14 @@ from psycopg import sql
 from runsvc.broker import prepare_broker
 from runsvc.seed import load_seed_file, seed
 from runsvc.store.migrate import migrate
+from runsvc.tokens import Role, create_token, revoke_token, verify_token
 
 log = logging.getLogger(__name__)
 
 DATABASE = "runsvc"
 DEMO_SEED = Path(__file__).parent / "demo" / "demo-tenant.json"
 STOP_TIMEOUT = 15.0
+DEV_TOKEN_NAME = "dev"
 
 
 def start_embedded_postgres(pgdata: Path):  # type: ignore[no-untyped-def]
@@ -61,6 +63,29 @@ def _gateway_command(grpc_addr: str, http_addr: str) -> list[str] | None:
         "--http-addr",
         http_addr,
     ]
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """What write_env_file wrote; empty when there is no file."""
+    if not path.exists():
+        return {}
+    values = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        key, sep, value = line.removeprefix("export ").partition("=")
+        if sep:
+            values[key.strip()] = value.strip().strip("'")
+    return values
+
+
+def ensure_dev_token(database_url: str, previous: str | None) -> str:
+    """The operator token for all tenants that `runsvc dev` hands out: the
+    one from the last start while it is still valid, else a new one."""
+    if previous:
+        principal = verify_token(database_url, previous)
+        if principal is not None and principal.name == DEV_TOKEN_NAME:
+            return previous
+    revoke_token(database_url, DEV_TOKEN_NAME)  # lost or tampered with: replace it
+    return create_token(database_url, name=DEV_TOKEN_NAME, role=Role.OPERATOR, tenants=None)
 
 
 def write_env_file(path: Path, values: dict[str, str]) -> None:
@@ -109,6 +134,8 @@ def run_dev(data_dir: Path, grpc_addr: str, http_addr: str) -> int:
     migrate(database_url)
     prepare_broker(database_url)
     seed(database_url, load_seed_file(DEMO_SEED))
+    env_file = data_dir / "dev.env"
+    token = ensure_dev_token(database_url, read_env_file(env_file).get("RUNSVC_TOKEN"))
 
     env = {**os.environ, "RUNSVC_DATABASE_URL": database_url, "RUNSVC_BROKER_URL": database_url}
     supervisor = Supervisor()
@@ -124,16 +151,18 @@ def run_dev(data_dir: Path, grpc_addr: str, http_addr: str) -> int:
     endpoints = {
         "RUNSVC_DATABASE_URL": database_url,
         "RUNSVC_GRPC_TARGET": grpc_addr,
+        "RUNSVC_TOKEN": token,
     }
     gateway = _gateway_command(grpc_addr, http_addr)
     if gateway is not None:
         supervisor.start("gateway", gateway, env)
         endpoints["RUNSVC_HTTP_URL"] = f"http://{http_addr}"
-    env_file = data_dir / "dev.env"
     write_env_file(env_file, endpoints)
 
     print(f"postgres  {database_url}", flush=True)
     print(f"grpc      {grpc_addr}  (grpcurl -plaintext {grpc_addr} list)", flush=True)
+    # A local, all-tenants dev token: shown so that it can be pasted.
+    print(f"token     {token}  (operator, all tenants; RUNSVC_TOKEN in dev.env)", flush=True)
     if gateway is not None:
         print(f"http      http://{http_addr}/admin", flush=True)
     print("tenant    demo-tenant (seeded)", flush=True)

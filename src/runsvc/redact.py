@@ -7,6 +7,8 @@ import re
 _PATTERNS = [
     # credentials in URLs: scheme://user:password@host
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/@:]*:[^\s/@]*@"), r"\1***@"),
+    # runsvc API tokens wherever they appear (rsvc_<key id>_<secret>)
+    (re.compile(r"\brsvc_[0-9a-f]{16}_[A-Za-z0-9_-]+"), "rsvc_***"),
     # bearer tokens and authorization headers
     (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9._~+/=-]+"), r"\1 ***"),
     (re.compile(r"(?i)\b(authorization)\s*[:=]\s*\S+"), r"\1: ***"),

@@ -58,6 +58,14 @@ def check_address(tenant: str, run_type: str) -> None:
         raise InvalidArgument(violations)
 
 
+def check_tenant(tenant: str, field: str = "tenant_external_id") -> None:
+    """A tenant id on its own (token grants, audit queries)."""
+    violations: list[FieldViolation] = []
+    _text(violations, field, tenant, max_len=MAX_TENANT_LEN, required=True)
+    if violations:
+        raise InvalidArgument(violations)
+
+
 def check_run_id(value: str) -> uuid.UUID:
     try:
         if len(value) <= 36:

@@ -47,6 +47,7 @@ def test_start_and_get_with_grpcurl(stack, tenant):
             "run_type": "snapshot_capture",
             "options": {"target_object_id": "grpcurl", "item_ids": {"values": ["pol-00000"]}},
         },
+        token=stack.token,
     )
     assert started.returncode == 0, started.stderr
     run = json.loads(started.stdout)["run"]
@@ -61,6 +62,7 @@ def test_start_and_get_with_grpcurl(stack, tenant):
             "run_type": "snapshot_capture",
             "run_id": run["id"],
         },
+        token=stack.token,
     )
     assert got.returncode == 0, got.stderr
     assert json.loads(got.stdout)["run"]["id"] == run["id"]
@@ -69,6 +71,21 @@ def test_start_and_get_with_grpcurl(stack, tenant):
         stack.target,
         f"{SERVICE}/GetRun",
         data={"tenant_external_id": "other", "run_type": "snapshot_capture", "run_id": run["id"]},
+        token=stack.token,
     )
     assert missing.returncode != 0
     assert "NotFound" in missing.stderr
+
+
+def test_run_service_needs_a_token_with_grpcurl(stack, tenant):
+    request = {
+        "tenant_external_id": tenant.external_id,
+        "run_type": "snapshot_capture",
+        "run_id": "00000000-0000-0000-0000-000000000000",
+    }
+    for token in (None, "rsvc_0000000000000000_" + "x" * 43, "not-a-token"):
+        refused = grpcurl(stack.target, f"{SERVICE}/GetRun", data=request, token=token)
+        assert refused.returncode != 0
+        assert "Unauthenticated" in refused.stderr, refused.stderr
+    found = grpcurl(stack.target, f"{SERVICE}/GetRun", data=request, token=stack.token)
+    assert "NotFound" in found.stderr, found.stderr

@@ -12,18 +12,27 @@ GRPCURL = str(Path(sys.executable).parent / "grpcurl")
 SERVICE = "tenantpilot.runs.v1.RunService"
 
 
-def grpcurl_args(target: str, *args: str, data: dict[str, Any] | None = None) -> list[str]:
+def grpcurl_args(
+    target: str, *args: str, data: dict[str, Any] | None = None, token: str | None = None
+) -> list[str]:
     cmd = [GRPCURL, "-plaintext"]
+    if token is not None:
+        cmd += ["-H", f"authorization: Bearer {token}"]
     if data is not None:
         cmd += ["-d", json.dumps(data)]
     return [*cmd, target, *args]
 
 
 def grpcurl(
-    target: str, *args: str, data: dict[str, Any] | None = None, timeout: float = 30
+    target: str,
+    *args: str,
+    data: dict[str, Any] | None = None,
+    token: str | None = None,
+    timeout: float = 30,
 ) -> subprocess.CompletedProcess[str]:
+    """Runs grpcurl; `token` is sent as `authorization: Bearer <token>`."""
     return subprocess.run(
-        grpcurl_args(target, *args, data=data),
+        grpcurl_args(target, *args, data=data, token=token),
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -22,6 +22,7 @@ from tenantpilot.runs.v1 import runs_pb2, runs_pb2_grpc
 from runsvc.broker import Dispatcher, build_broker
 from runsvc.config import Settings
 from runsvc.redact import describe_exception
+from runsvc.server.auth import Authenticator, AuthInterceptor
 from runsvc.server.servicer import RunService
 from runsvc.server.watch_hub import WatchHub
 
@@ -55,6 +56,7 @@ async def start_server(
     *,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> RunningServer:
+    """Starts the server; authentication always runs first, then `interceptors`."""
     pool = AsyncConnectionPool(
         settings.database_url,
         min_size=2,
@@ -86,7 +88,12 @@ async def start_server(
 
         sender.submit(send)
 
-    server = grpc.aio.server(interceptors=list(interceptors))
+    authenticator = Authenticator(
+        pool,
+        cache_seconds=settings.auth_cache_seconds,
+        touch_seconds=settings.auth_touch_seconds,
+    )
+    server = grpc.aio.server(interceptors=[AuthInterceptor(authenticator), *interceptors])
     runs_pb2_grpc.add_RunServiceServicer_to_server(
         RunService(
             pool,
@@ -109,11 +116,30 @@ async def start_server(
         ),
         server,
     )
-    port = server.add_insecure_port(grpc_addr)
+    credentials = server_credentials(settings)
+    if credentials is None:
+        port = server.add_insecure_port(grpc_addr)
+    else:
+        port = server.add_secure_port(grpc_addr, credentials)
     if port == 0:
         raise OSError(f"cannot listen on {grpc_addr}")
     await server.start()
     return RunningServer(server, port, pool, hub, health, dispatcher, sender)
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS from the settings' files; mutual TLS when a client CA is given."""
+    if not settings.tls_cert or not settings.tls_key:
+        return None
+    with open(settings.tls_cert, "rb") as cert, open(settings.tls_key, "rb") as key:
+        pair = (key.read(), cert.read())
+    client_ca = None
+    if settings.tls_client_ca:
+        with open(settings.tls_client_ca, "rb") as ca:
+            client_ca = ca.read()
+    return grpc.ssl_server_credentials(
+        [pair], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
 
 
 async def serve(settings: Settings, grpc_addr: str) -> None:
@@ -121,7 +147,10 @@ async def serve(settings: Settings, grpc_addr: str) -> None:
     running = await start_server(settings, grpc_addr)
     host = grpc_addr.rsplit(":", 1)[0]
     # Tests and supervisors read this line to learn the port (also with :0).
-    print(f"runsvc gRPC listening on {host}:{running.port}", flush=True)
+    mode = "plaintext"
+    if settings.tls_cert:
+        mode = "mutual TLS" if settings.tls_client_ca else "TLS"
+    print(f"runsvc gRPC listening on {host}:{running.port} ({mode})", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -11,10 +11,13 @@ from psycopg_pool import AsyncConnectionPool
 from tenantpilot.runs.v1 import runs_pb2, runs_pb2_grpc
 
 from runsvc.model import Run, RunType
+from runsvc.server.auth import current_principal
 from runsvc.server.convert import run_to_proto
 from runsvc.server.status import status_from_errors
 from runsvc.server.watch_hub import WatchHub
+from runsvc.store import auth as auth_store
 from runsvc.store import runs as store
+from runsvc.store.auth import AuditEvent
 from runsvc.store.errors import translate_errors
 from runsvc.validation import (
     FieldViolation,
@@ -62,10 +65,23 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
                 payload_hash=options.payload_hash,
                 item_ids=options.item_ids,
             )
+            caller = current_principal()
             with translate_errors():
-                async with self._pool.connection() as conn:
+                # The run and its audit record commit together, or neither does.
+                async with self._pool.connection() as conn, conn.transaction():
                     run, reused = await store.run_insert_or_reuse(
                         conn, new, redispatch_after=self._redispatch_seconds
+                    )
+                    await auth_store.audit_insert(
+                        conn,
+                        AuditEvent(
+                            action="run.start",
+                            token_name=caller.name if caller else "-",
+                            tenant_external_id=run.tenant_external_id,
+                            run_id=run.id,
+                            run_type=run.run_type.value,
+                            reused=reused,
+                        ),
                     )
             if not reused:
                 # After commit; if this message is lost the reaper sends it again.

@@ -241,3 +241,43 @@ INSERT INTO restore_results (run_id, backup_item_id, policy_id, outcome, error_c
 VALUES (%(run_id)s, %(backup_item_id)s, %(policy_id)s, %(outcome)s, %(error_code)s)
 ON CONFLICT (run_id, backup_item_id) DO UPDATE
 SET outcome = EXCLUDED.outcome, error_code = EXCLUDED.error_code;
+
+-- name: token_insert
+INSERT INTO api_tokens (name, key_id, secret_hash, role, all_tenants, tenants)
+VALUES (%(name)s, %(key_id)s, %(secret_hash)s, %(role)s, %(all_tenants)s, %(tenants)s)
+RETURNING id;
+
+-- name: token_get_active_by_key
+-- The active token a presented bearer token claims to be; the caller
+-- compares secret_hash in constant time.
+SELECT id, name, secret_hash, role, all_tenants, tenants, last_used_at
+FROM api_tokens
+WHERE key_id = %(key_id)s AND revoked_at IS NULL;
+
+-- name: token_touch
+-- Records use, at most once per `touch_after` seconds (no write per call).
+UPDATE api_tokens
+SET last_used_at = now()
+WHERE id = %(id)s
+  AND (last_used_at IS NULL OR last_used_at < now() - make_interval(secs => %(touch_after)s));
+
+-- name: token_list
+SELECT name, role, all_tenants, tenants, created_at, last_used_at, revoked_at
+FROM api_tokens
+ORDER BY revoked_at IS NOT NULL, name, created_at;
+
+-- name: token_revoke
+UPDATE api_tokens SET revoked_at = now()
+WHERE name = %(name)s AND revoked_at IS NULL
+RETURNING id;
+
+-- name: audit_insert
+INSERT INTO audit_events (action, token_name, tenant_external_id, run_id, run_type, reused)
+VALUES (%(action)s, %(token_name)s, %(tenant)s, %(run_id)s, %(run_type)s, %(reused)s);
+
+-- name: audit_list
+SELECT occurred_at, action, token_name, tenant_external_id, run_id, run_type, reused
+FROM audit_events
+WHERE tenant_external_id = %(tenant)s
+ORDER BY occurred_at DESC, id DESC
+LIMIT %(limit)s;

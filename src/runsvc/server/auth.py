@@ -1,0 +1,239 @@
+"""Authentication and authorisation of every RPC, in one interceptor.
+
+Callers send `authorization: Bearer <token>`. Health and reflection are
+open; every other method needs a token whose role allows the method and
+whose grants include the request's tenant (the tenant is in the request
+message, so the interceptor wraps the method handler and checks the
+deserialised request before the servicer, or the stream, starts).
+
+    no / malformed / unknown / revoked token -> UNAUTHENTICATED
+    tenant not granted, role too weak        -> PERMISSION_DENIED
+    a method not in METHOD_ROLES             -> PERMISSION_DENIED (deny by default)
+
+Tokens are looked up through a small cache (`cache_seconds`), so a
+revocation takes effect within that time; last_used_at is written at most
+once per `touch_seconds` per token and server process.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from runsvc.redact import describe_exception
+from runsvc.store import auth as store
+from runsvc.tokens import Principal, Role, hash_token, key_id_of, principal_from_row
+
+log = logging.getLogger(__name__)
+
+_SERVICE = "/tenantpilot.runs.v1.RunService/"
+# The role each method needs. A method missing here is refused.
+METHOD_ROLES: dict[str, Role] = {
+    f"{_SERVICE}StartRun": Role.OPERATOR,
+    f"{_SERVICE}GetRun": Role.VIEWER,
+    f"{_SERVICE}WatchRun": Role.VIEWER,
+    f"{_SERVICE}CancelRun": Role.OPERATOR,
+    f"{_SERVICE}ListRuns": Role.VIEWER,
+    f"{_SERVICE}ListRunItems": Role.VIEWER,
+}
+# Services any caller may use without a token.
+PUBLIC_PREFIXES = (
+    "/grpc.health.v1.Health/",
+    "/grpc.reflection.v1alpha.ServerReflection/",
+    "/grpc.reflection.v1.ServerReflection/",
+)
+
+_BEARER = "bearer "
+_CACHE_LIMIT = 10_000
+
+_principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
+    "runsvc_principal", default=None
+)
+
+
+def current_principal() -> Principal | None:
+    """The caller of the RPC being served (set by AuthInterceptor)."""
+    return _principal.get()
+
+
+class Authenticator:
+    """Turns a presented token into a Principal, through a short-lived cache."""
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        *,
+        cache_seconds: float = 5.0,
+        touch_seconds: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._pool = pool
+        self._cache_seconds = cache_seconds
+        self._touch_seconds = touch_seconds
+        self._clock = clock
+        # sha256(token) -> (expires at, principal or None for a refused token)
+        self._cache: dict[bytes, tuple[float, Principal | None]] = {}
+
+    async def authenticate(self, token: str) -> Principal | None:
+        key_id = key_id_of(token)
+        if key_id is None:
+            return None  # not even shaped like a token: no database trip
+        digest = hash_token(token)
+        now = self._clock()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        principal = await self._lookup(key_id, token)
+        self._remember(digest, now + self._cache_seconds, principal)
+        return principal
+
+    async def _lookup(self, key_id: str, token: str) -> Principal | None:
+        async with self._pool.connection() as conn:
+            row = await store.token_get_active_by_key(conn, key_id)
+            principal = principal_from_row(row, token) if row is not None else None
+            if principal is not None:
+                await store.token_touch(conn, principal.token_id, touch_after=self._touch_seconds)
+        return principal
+
+    def _remember(self, digest: bytes, expires: float, principal: Principal | None) -> None:
+        if len(self._cache) >= _CACHE_LIMIT:
+            now = self._clock()
+            self._cache = {k: v for k, v in self._cache.items() if v[0] > now}
+            if len(self._cache) >= _CACHE_LIMIT:
+                self._cache.clear()  # a flood of distinct tokens: start over
+        self._cache[digest] = (expires, principal)
+
+
+def bearer_token(metadata: Any) -> str | None:
+    """The token of the one well-formed `authorization: Bearer` header, else None."""
+    values = [value for key, value in (metadata or ()) if key == "authorization"]
+    if len(values) != 1 or not isinstance(values[0], str):
+        return None
+    value = values[0].strip()
+    if value[: len(_BEARER)].lower() != _BEARER:
+        return None
+    token = value[len(_BEARER) :].strip()
+    return token or None
+
+
+Behaviour = Callable[[Any, grpc.aio.ServicerContext], Any]
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, authenticator: Authenticator) -> None:
+        self._authenticator = authenticator
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method = handler_call_details.method
+        if handler is None or method.startswith(PUBLIC_PREFIXES):
+            return handler
+        metadata = handler_call_details.invocation_metadata
+        check = self._checker(method, metadata)
+        if handler.unary_unary is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _guard_unary(handler.unary_unary, check),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream is not None:
+            return grpc.unary_stream_rpc_method_handler(
+                _guard_stream(handler.unary_stream, check),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        # Client-streaming methods carry their tenant in later messages; none
+        # exist, and none is let through unchecked.
+        return _refuse_all(handler)
+
+    def _checker(
+        self, method: str, metadata: Any
+    ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[None]]:
+        async def check(request: Any, context: grpc.aio.ServicerContext) -> None:
+            token = bearer_token(metadata)
+            if token is None:
+                await context.abort(
+                    grpc.StatusCode.UNAUTHENTICATED,
+                    "send `authorization: Bearer <token>`",
+                )
+            try:
+                principal = await self._authenticator.authenticate(token)
+            except (psycopg.Error, OSError) as exc:
+                log.warning("token lookup failed: %s", describe_exception(exc))
+                await context.abort(
+                    grpc.StatusCode.UNAVAILABLE, "the token store is unavailable; retry"
+                )
+            if principal is None:
+                await context.abort(
+                    grpc.StatusCode.UNAUTHENTICATED, "the token is unknown or revoked"
+                )
+            needed = METHOD_ROLES.get(method)
+            if needed is None or not principal.role.allows(needed):
+                await context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"the token's role ({principal.role}) may not call this method",
+                )
+            tenant = getattr(request, "tenant_external_id", None)
+            if not principal.all_tenants and (
+                not isinstance(tenant, str) or not principal.may_access(tenant)
+            ):
+                await context.abort(
+                    grpc.StatusCode.PERMISSION_DENIED, "the token is not granted this tenant"
+                )
+            _principal.set(principal)
+
+        return check
+
+
+def _guard_unary(
+    behaviour: Behaviour, check: Callable[[Any, grpc.aio.ServicerContext], Awaitable[None]]
+) -> Behaviour:
+    async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await check(request, context)
+        return await behaviour(request, context)
+
+    return guarded
+
+
+def _guard_stream(
+    behaviour: Behaviour, check: Callable[[Any, grpc.aio.ServicerContext], Awaitable[None]]
+) -> Behaviour:
+    async def guarded(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        await check(request, context)  # before the first message: the stream never opens
+        async for response in behaviour(request, context):
+            yield response
+
+    return guarded
+
+
+def _refuse_all(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this method is not available")
+
+    if handler.stream_unary is not None:
+        return grpc.stream_unary_rpc_method_handler(
+            refuse,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    async def refuse_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this method is not available")
+        yield  # pragma: no cover
+
+    return grpc.stream_stream_rpc_method_handler(
+        refuse_stream,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
