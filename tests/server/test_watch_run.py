@@ -47,6 +47,7 @@ def test_grpcurl_streams_queued_running_progress_terminal(make_stack):
                 "run_type": "snapshot_capture",
                 "run_id": run.id,
             },
+            token=stack.token,
         ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -151,7 +152,10 @@ def test_two_hundred_watchers_share_one_listen_connection(make_stack):
     async def watch_all() -> list[list[runs_pb2.RunRecord]]:
         async with grpc.aio.insecure_channel(stack.target) as channel:
             stub = runs_pb2_grpc.RunServiceStub(channel)
-            calls = [stub.WatchRun(watch_request(run), timeout=120) for _ in range(watchers)]
+            calls = [
+                stub.WatchRun(watch_request(run), timeout=120, metadata=stack.metadata)
+                for _ in range(watchers)
+            ]
             # Every stream has its first state before the worker starts.
             firsts = await asyncio.gather(*(call.read() for call in calls))
             assert all(f.run.status == runs_pb2.RUN_STATUS_QUEUED for f in firsts)
