@@ -28,14 +28,14 @@ def empty_database(admin_database_url):
 def test_migrate_applies_once_and_is_safe_to_repeat(empty_database):
     first = run_cli(empty_database, "migrate")
     assert first.returncode == 0, first.stderr
-    assert "applied 2 migration(s)" in first.stdout
+    assert "applied 3 migration(s)" in first.stdout
     second = run_cli(empty_database, "migrate")
     assert second.returncode == 0, second.stderr
     assert "up to date" in second.stdout
     versions = [
         v for (v,) in query_all(empty_database, "SELECT version FROM schema_migrations ORDER BY 1")
     ]
-    assert versions == [1, 2]
+    assert versions == [1, 2, 3]
 
 
 def test_migrate_without_database_url_says_so():
