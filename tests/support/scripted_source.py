@@ -7,6 +7,8 @@ RUNSVC_TEST_SOURCE_REJECT       policy ids whose put_policy is rejected (comma l
 RUNSVC_TEST_SOURCE_TRANSIENT    how many times each get_policy fails transiently first
 RUNSVC_TEST_SOURCE_CRASH        policy ids whose get_policy raises an unexpected error
                                 whose text holds a secret
+RUNSVC_TEST_SOURCE_CRASH_LIST   "1": list_policy_ids raises that error too (a run-level
+                                failure, before any item exists)
 """
 
 from __future__ import annotations
@@ -35,8 +37,14 @@ class ScriptedSource(PostgresTenantSource):
         self.reject = _ids("RUNSVC_TEST_SOURCE_REJECT")
         self.crash = _ids("RUNSVC_TEST_SOURCE_CRASH")
         self.transient = int(os.environ.get("RUNSVC_TEST_SOURCE_TRANSIENT", "0"))
+        self.crash_list = os.environ.get("RUNSVC_TEST_SOURCE_CRASH_LIST") == "1"
         self._failures: Counter[str] = Counter()
         self._lock = threading.Lock()
+
+    def list_policy_ids(self, tenant: str) -> list[str]:
+        if self.crash_list:
+            raise RuntimeError(SECRET_TEXT)
+        return super().list_policy_ids(tenant)
 
     def get_policy(self, tenant: str, policy_id: str) -> LivePolicy | None:
         if self.delay:
