@@ -9,8 +9,10 @@ import time
 
 import grpc
 import psutil
+import pytest
 from tenantpilot.runs.v1 import runs_pb2_grpc
 
+from tests.support.auth import BearerToken
 from tests.support.grpcurl import SERVICE, grpcurl
 from tests.support.processes import ServiceProcess, free_port, runsvc
 from tests.support.runs import get, start, wait_terminal
@@ -74,13 +76,31 @@ def test_dev_runs_everything_and_stops_cleanly_keeping_data(tmp_path, log_dir):
         env = dev_env_file(data_dir / "dev.env")
         assert env["RUNSVC_GRPC_TARGET"] == grpc_addr
         assert env["RUNSVC_DATABASE_URL"].startswith("postgresql://")
+        token = env["RUNSVC_TOKEN"]
+        assert token.startswith("rsvc_") and token in output  # printed for the developer
+        assert oct((data_dir / "dev.env").stat().st_mode & 0o777) == "0o600"
         wait_serving(grpc_addr)
         assert SERVICE in grpcurl(grpc_addr, "list").stdout
 
         with grpc.insecure_channel(grpc_addr) as channel:
             stub = runs_pb2_grpc.RunServiceStub(channel)
-            run = wait_terminal(stub, start(stub, "demo-tenant", "snapshot_capture").run)
+            with pytest.raises(grpc.RpcError) as refused:
+                start(stub, "demo-tenant", "snapshot_capture")
+            assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+            authed = runs_pb2_grpc.RunServiceStub(
+                grpc.intercept_channel(channel, BearerToken(token))
+            )
+            run = wait_terminal(authed, start(authed, "demo-tenant", "snapshot_capture").run)
             assert run.counts.succeeded == 6  # the demo tenant's policies
+        called = grpcurl(
+            grpc_addr,
+            f"{SERVICE}/GetRun",
+            data={"tenant_external_id": "demo-tenant", "run_type": "snapshot_capture",
+                  "run_id": run.id},
+            token=token,
+        )  # fmt: skip
+        assert called.returncode == 0, called.stderr
         children = psutil.Process(dev.pid).children(recursive=True)
         assert children and postgres_processes(data_dir)
     finally:
@@ -91,13 +111,30 @@ def test_dev_runs_everything_and_stops_cleanly_keeping_data(tmp_path, log_dir):
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     assert not postgres_processes(data_dir)
 
-    # A second start on the same directory keeps the data.
+    # A second start on the same directory keeps the data, and the token.
     again = start_dev(data_dir, grpc_addr, log_dir)
     try:
+        assert dev_env_file(data_dir / "dev.env")["RUNSVC_TOKEN"] == token
         wait_serving(grpc_addr)
         with grpc.insecure_channel(grpc_addr) as channel:
-            kept = get(runs_pb2_grpc.RunServiceStub(channel), run)
+            stub = runs_pb2_grpc.RunServiceStub(grpc.intercept_channel(channel, BearerToken(token)))
+            kept = get(stub, run)
             assert kept.id == run.id and kept.counts.succeeded == 6
     finally:
         again.stop()  # SIGTERM to the whole group, as Ctrl-C in a terminal would
     assert not postgres_processes(data_dir)
+
+
+def test_dev_token_is_kept_while_valid_and_replaced_when_not(database_url):
+    from runsvc.dev import DEV_TOKEN_NAME, ensure_dev_token
+    from runsvc.tokens import revoke_token, verify_token
+
+    first = ensure_dev_token(database_url, None)
+    assert verify_token(database_url, first).name == DEV_TOKEN_NAME
+    assert ensure_dev_token(database_url, first) == first  # a restart keeps it
+    replaced = ensure_dev_token(database_url, first[:-4] + "AAAA")  # a tampered dev.env
+    assert replaced != first and verify_token(database_url, first) is None
+    revoke_token(database_url, DEV_TOKEN_NAME)
+    renewed = ensure_dev_token(database_url, replaced)  # revoked by hand
+    assert renewed != replaced and verify_token(database_url, renewed).all_tenants
+    revoke_token(database_url, DEV_TOKEN_NAME)
