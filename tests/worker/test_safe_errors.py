@@ -36,7 +36,9 @@ def stored_text(database_url: str, run_id: str) -> str:
 
 def test_items_that_raise_secrets_fail_with_a_safe_error(make_stack):
     stack = make_stack(
-        RUNSVC_TENANT_SOURCE=SCRIPTED, RUNSVC_TEST_SOURCE_CRASH="pol-00001,pol-00003"
+        own_database=True,
+        RUNSVC_TENANT_SOURCE=SCRIPTED,
+        RUNSVC_TEST_SOURCE_CRASH="pol-00001,pol-00003",
     )
     stack.start_server()
     worker = stack.start_worker()
@@ -60,8 +62,13 @@ def test_items_that_raise_secrets_fail_with_a_safe_error(make_stack):
 
 
 def test_a_run_level_failure_with_a_secret_ends_the_run_safely(make_stack):
+    # A database of its own: the run is given back after each failed attempt,
+    # and another stack's reaper (with a well-behaved source) would adopt it.
     stack = make_stack(
-        RUNSVC_TENANT_SOURCE=SCRIPTED, RUNSVC_TEST_SOURCE_CRASH_LIST="1", RUNSVC_MAX_ATTEMPTS="2"
+        own_database=True,
+        RUNSVC_TENANT_SOURCE=SCRIPTED,
+        RUNSVC_TEST_SOURCE_CRASH_LIST="1",
+        RUNSVC_MAX_ATTEMPTS="2",
     )
     stack.start_server()
     worker = stack.start_worker()
