@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install dev test gen check-gen protodeps lint fmt clean
+.PHONY: install dev test bench gen check-gen protodeps lint fmt clean
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ dev: $(STAMP)
 ## The whole test suite (Postgres: $RUNSVC_TEST_DATABASE_URL or embedded).
 test: $(STAMP) check-gen lint
 	$(BIN)/pytest
+
+## Print latency, throughput and memory figures (Postgres as for `make test`).
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_runs.py
 
 ## Regenerate the Python code of proto/ into clients/python (never edit it).
 gen: $(STAMP)
