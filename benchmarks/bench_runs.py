@@ -31,6 +31,7 @@ from tenantpilot.runs.v1 import runs_pb2, runs_pb2_grpc
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT_ROOT))
 
+from tests.support.auth import BearerToken, new_token  # noqa: E402
 from tests.support.database import admin_url, fresh_database  # noqa: E402
 from tests.support.processes import ServiceProcess, start_server, start_worker  # noqa: E402
 from tests.support.runs import start, wait_terminal  # noqa: E402
@@ -56,6 +57,8 @@ class Bench:
         self.database_url = database_url
         self.log_dir = log_dir
         self._stack = stack
+        # Every RunService call carries a token (the server checks it, cached).
+        self.token = new_token(database_url, name="bench")
 
     def _keep(self, process: ServiceProcess) -> ServiceProcess:
         self._stack.callback(process.stop)
@@ -66,7 +69,8 @@ class Bench:
         self._keep(process)
         channel = grpc.insecure_channel(target)
         self._stack.callback(channel.close)
-        return process, runs_pb2_grpc.RunServiceStub(channel)
+        authed = grpc.intercept_channel(channel, BearerToken(self.token))
+        return process, runs_pb2_grpc.RunServiceStub(authed)
 
     def worker(self, env: dict[str, str], threads: int = 4) -> None:
         self._keep(start_worker(env, self.log_dir, threads=threads))
@@ -164,7 +168,12 @@ def rss_kib(pid: int) -> int:
 
 
 async def hold_watchers(
-    target: str, run: runs_pb2.RunRecord, n: int, on_open: Callable[[], None], database_url: str
+    target: str,
+    run: runs_pb2.RunRecord,
+    n: int,
+    on_open: Callable[[], None],
+    database_url: str,
+    token: str,
 ) -> float:
     """Opens n streams on one run, calls on_open, then times one change to all."""
     channels = [grpc.aio.insecure_channel(target) for _ in range(max(1, n // 100))]
@@ -172,7 +181,9 @@ async def hold_watchers(
         tenant_external_id=run.tenant_external_id, run_type=run.type, run_id=run.id
     )
     calls = [
-        runs_pb2_grpc.RunServiceStub(channels[i % len(channels)]).WatchRun(request)
+        runs_pb2_grpc.RunServiceStub(channels[i % len(channels)]).WatchRun(
+            request, metadata=(("authorization", f"Bearer {token}"),)
+        )
         for i in range(n)
     ]
     try:
@@ -208,7 +219,9 @@ def bench_watchers(bench: Bench, n: int) -> None:
                 (f"runsvc-watch-hub:{server.pid}",),
             ).fetchone()[0]
 
-    fan_out = asyncio.run(hold_watchers(server_target(server), run, n, measure, bench.database_url))
+    fan_out = asyncio.run(
+        hold_watchers(server_target(server), run, n, measure, bench.database_url, bench.token)
+    )
     per_watcher = (opened["rss"] - before) / n
     print(
         f"{'server RSS per open WatchRun':<44} {per_watcher:8.1f} KiB"
