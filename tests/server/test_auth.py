@@ -308,3 +308,26 @@ def test_logs_never_print_tokens(stack, tenant):
         assert stack.token not in output
         assert bad not in output and "secret-looking-thing" not in output
         assert "rsvc_" not in output
+
+
+def test_concurrent_callers_are_audited_under_their_own_names(stack, tenant):
+    """The caller travels with its own RPC (a context variable per call)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    names = [f"concurrent-{i}-{tenant.external_id}" for i in range(4)]
+    stubs = {name: stack.stub(token=new_token(stack.database_url, name=name)) for name in names}
+
+    def call(index: int) -> None:
+        name = names[index % len(names)]
+        start(stubs[name], tenant.external_id, "snapshot_capture", target=f"{name}/{index}")
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(call, range(80)))
+    rows = query_all(
+        stack.database_url,
+        "SELECT a.token_name, r.target_object_id FROM audit_events a "
+        "JOIN runs r ON r.id = a.run_id WHERE a.tenant_external_id = %s",
+        tenant.external_id,
+    )
+    assert len(rows) == 80
+    assert all(target.startswith(f"{name}/") for name, target in rows), rows
