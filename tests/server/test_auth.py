@@ -308,6 +308,8 @@ def test_logs_never_print_tokens(stack, tenant):
         assert stack.token not in output
         assert bad not in output and "secret-looking-thing" not in output
         assert "rsvc_" not in output
+    # Refusals are logged, naming at most the public key id.
+    assert "GetRun: unknown or revoked token (key id 0123456789abcdef)" in stack.server.output()
 
 
 def test_concurrent_callers_are_audited_under_their_own_names(stack, tenant):

@@ -161,11 +161,17 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         self, method: str, metadata: Any
     ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[None]]:
         async def check(request: Any, context: grpc.aio.ServicerContext) -> None:
+            async def refuse(code: grpc.StatusCode, message: str, why: str) -> None:
+                # Never the token: at most its public key id, or the token's name.
+                log.info("refused %s: %s", method, why)
+                await context.abort(code, message)
+
             token = bearer_token(metadata)
             if token is None:
-                await context.abort(
+                await refuse(
                     grpc.StatusCode.UNAUTHENTICATED,
                     "send `authorization: Bearer <token>`",
+                    "no or malformed authorization header",
                 )
             try:
                 principal = await self._authenticator.authenticate(token)
@@ -175,21 +181,26 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                     grpc.StatusCode.UNAVAILABLE, "the token store is unavailable; retry"
                 )
             if principal is None:
-                await context.abort(
-                    grpc.StatusCode.UNAUTHENTICATED, "the token is unknown or revoked"
+                await refuse(
+                    grpc.StatusCode.UNAUTHENTICATED,
+                    "the token is unknown or revoked",
+                    f"unknown or revoked token (key id {key_id_of(token) or 'malformed'})",
                 )
             needed = METHOD_ROLES.get(method)
             if needed is None or not principal.role.allows(needed):
-                await context.abort(
+                await refuse(
                     grpc.StatusCode.PERMISSION_DENIED,
                     f"the token's role ({principal.role}) may not call this method",
+                    f"token {principal.name!r} ({principal.role}) may not call it",
                 )
             tenant = getattr(request, "tenant_external_id", None)
             if not principal.all_tenants and (
                 not isinstance(tenant, str) or not principal.may_access(tenant)
             ):
-                await context.abort(
-                    grpc.StatusCode.PERMISSION_DENIED, "the token is not granted this tenant"
+                await refuse(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    "the token is not granted this tenant",
+                    f"token {principal.name!r} is not granted the tenant",
                 )
             _principal.set(principal)
 
