@@ -74,7 +74,7 @@ class Stack:
     workers: list[ServiceProcess] = field(default_factory=list)
     channels: list[grpc.Channel] = field(default_factory=list)
     # The bearer token its callers present: an operator token for all
-    # tenants, created in the stack's database when its server starts.
+    # tenants, created in the stack's database when the stack is made.
     token: str | None = None
     # Channel credentials when the server speaks TLS (set by TLS tests).
     credentials: grpc.ChannelCredentials | None = None
@@ -89,9 +89,12 @@ class Stack:
     def database_url(self) -> str:
         return self.env["RUNSVC_DATABASE_URL"]
 
-    def start_server(self, **env_overrides: str) -> str:
+    def __post_init__(self) -> None:
+        # Ready before the server starts, for callers that set up clients first.
         if self.token is None:
             self.token = new_token(self.database_url, name=f"stack-{uuid.uuid4().hex[:12]}")
+
+    def start_server(self, **env_overrides: str) -> str:
         self.server, self.target = start_server({**self.env, **env_overrides}, self.log_dir)
         return self.target
 
