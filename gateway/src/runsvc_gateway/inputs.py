@@ -115,6 +115,8 @@ def start_options(request: Request, body: bytes) -> runs_pb2.RunStartRequest:
         raise invalid("", "the request body is not valid JSON") from None
     problem = contract.start_request_body().problem(value)
     if problem is not None:
+        if not isinstance(value, dict):
+            raise invalid("", "the request body must be a JSON object (RunStartRequest)")
         raise invalid(problem.where, problem.message)
     _check_text(value)
     if value.get("targetObjectId") is not None:
