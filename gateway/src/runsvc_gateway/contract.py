@@ -125,6 +125,32 @@ ERROR_RESPONSES: dict[str, str] = {
 
 WITH_BODY = ("413", "415")
 
+# One event of the watch stream (contentSchema: what its data holds as JSON).
+SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[0-9]+$", "description": "The run's version."},
+        "event": {
+            "type": "string",
+            "enum": ["message", "error"],
+            "description": "`message`: a state of the run. `error`: the stream was cut "
+            "short by an error (reconnect with Last-Event-ID).",
+        },
+        "data": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {
+                "anyOf": [
+                    {"$ref": "#/components/schemas/RunRecord"},
+                    {"$ref": "#/components/schemas/Error"},
+                ]
+            },
+        },
+        "retry": {"type": "integer", "minimum": 0},
+    },
+}
+
 
 def _error_response(description: str) -> dict[str, Any]:
     return {
@@ -163,7 +189,7 @@ def _watch_operation() -> dict[str, Any]:
         "responses": {
             "200": {
                 "description": "Event stream; each event's data is a RunRecord",
-                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                "content": {"text/event-stream": {"schema": SSE_EVENT}},
             }
         },
     }
