@@ -8,6 +8,7 @@ import signal
 import time
 
 import grpc
+import httpx
 import psutil
 from tenantpilot.runs.v1 import runs_pb2_grpc
 
@@ -62,6 +63,24 @@ def wait_serving(target: str, timeout: float = 30) -> None:
     raise TimeoutError("dev server never answered")
 
 
+def wait_http_ready(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError("dev gateway never became ready")
+
+
+def dev_http_headers(env: dict[str, str]) -> dict[str, str]:
+    """The dev token, once dev.env carries one (authentication)."""
+    tokens = [value for key, value in env.items() if key.endswith("_TOKEN")]
+    return {"Authorization": f"Bearer {tokens[0]}"} if tokens else {}
+
+
 def test_dev_runs_everything_and_stops_cleanly_keeping_data(tmp_path, log_dir):
     os.chmod(tmp_path, 0o755)  # embedded Postgres runs as its own user under root
     data_dir = tmp_path / "devdata"
@@ -81,6 +100,19 @@ def test_dev_runs_everything_and_stops_cleanly_keeping_data(tmp_path, log_dir):
             stub = runs_pb2_grpc.RunServiceStub(channel)
             run = wait_terminal(stub, start(stub, "demo-tenant", "snapshot_capture").run)
             assert run.counts.succeeded == 6  # the demo tenant's policies
+
+        # The REST gateway answers over real HTTP, in front of the same server.
+        http_url = env["RUNSVC_HTTP_URL"]
+        assert f"http      {http_url}/admin" in output
+        wait_http_ready(http_url)
+        response = httpx.get(
+            f"{http_url}/admin/t/demo-tenant/runs/snapshot_capture/{run.id}",
+            headers=dev_http_headers(env),
+            timeout=10,
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "succeeded"
+        assert response.json()["counts"] == {"total": 6, "succeeded": 6, "failed": 0}
         children = psutil.Process(dev.pid).children(recursive=True)
         assert children and postgres_processes(data_dir)
     finally:
