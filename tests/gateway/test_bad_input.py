@@ -157,6 +157,13 @@ def test_over_long_path_ids(idle_http, idle_stack):
     assert ok.status_code in (200, 201), ok.text
 
 
+def test_non_utf8_path(idle_http, nothing_started):
+    post = idle_http.post(f"/admin/t/bad%FF%FE/runs/{RUN_TYPE}")
+    assert assert_error(post, 400, "INVALID_ARGUMENT")["message"] == "the path is not UTF-8"
+    get = idle_http.get(f"/admin/t/x/runs/{RUN_TYPE}/{uuid.uuid4()}%C3")
+    assert assert_error(get, 400, "INVALID_ARGUMENT")["message"] == "the path is not UTF-8"
+
+
 def test_malformed_run_id_on_get(idle_http, nothing_started):
     response = idle_http.get(f"/admin/t/x/runs/{RUN_TYPE}/not-a-uuid")
     error = assert_error(response, 400, "INVALID_ARGUMENT")

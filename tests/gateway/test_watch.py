@@ -105,6 +105,17 @@ def test_watch_of_unknown_or_foreign_run_is_404(http, tenant):
         assert_error(http.get(watch_url(other)), 404, "NOT_FOUND")
 
 
+def test_head_of_watch_gives_headers_without_a_stream(idle_http, tenant):
+    record = idle_http.post(
+        f"/admin/t/{tenant.external_id}/runs/snapshot_capture",
+        json={"payloadHash": uuid.uuid4().hex},
+    ).json()["run"]
+    response = idle_http.head(watch_url(record))  # the run stays queued: a GET would not end
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert idle_http.get("/healthz").json()["openWatches"] == 0
+
+
 def open_watches(client) -> int:
     return client.get("/healthz").json()["openWatches"]
 

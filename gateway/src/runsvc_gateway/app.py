@@ -125,6 +125,9 @@ class Gateway:
         except BaseException:
             call.cancel()
             raise
+        if request.method == "HEAD":  # the status and headers only, no stream
+            call.cancel()
+            return Response(status_code=200, media_type="text/event-stream")
         return WatchStream(
             call,
             None if first is grpc.aio.EOF else first,

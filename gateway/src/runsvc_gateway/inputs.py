@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import unicodedata
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from starlette.requests import Request
 from tenantpilot.runs.v1 import runs_pb2
@@ -37,6 +38,13 @@ def _path_id(field: str, value: str, max_len: int) -> str:
 
 
 def address(request: Request, *, with_run_id: bool) -> tuple[str, str, str]:
+    raw_path = request.scope.get("raw_path")
+    if raw_path is not None:
+        try:
+            # The server decodes %XX leniently (U+FFFD); ids must be real UTF-8.
+            unquote_to_bytes(raw_path).decode("utf-8")
+        except UnicodeDecodeError:
+            raise invalid("", "the path is not UTF-8") from None
     params = request.path_params
     tenant = _path_id("tenantExternalId", params["tenantExternalId"], MAX_TENANT_LEN)
     run_type = _path_id("runType", params["runType"], MAX_RUN_TYPE_LEN)
