@@ -208,3 +208,15 @@ def test_authorization_passes_through_and_is_never_logged(idle_gateway, tenant):
     assert secret.split()[1] not in idle_gateway.process.output()
     if idle_gateway.stack.token:
         assert idle_gateway.stack.token not in idle_gateway.process.output()
+
+
+def test_keep_alive_responses_are_not_held_back(idle_http):
+    # Headers and body are two writes; without TCP_NODELAY each response on a
+    # kept-alive connection waits for the client's delayed ACK (~40 ms).
+    idle_http.get("/healthz")
+    timings = []
+    for _ in range(21):
+        began = time.perf_counter()
+        assert idle_http.get("/healthz").status_code == 200
+        timings.append(time.perf_counter() - began)
+    assert sorted(timings)[10] < 0.025, timings
