@@ -141,3 +141,41 @@ def test_client_disconnect_cancels_the_stream(idle_gateway, tenant):
         while open_watches(client) != 0:
             assert time.monotonic() < deadline, "the watch stream outlived its client"
             time.sleep(0.05)
+
+
+def test_watch_ends_by_its_deadline_and_resumes(idle_stack, make_gateway, tenant):
+    gateway = make_gateway(idle_stack.target, "--watch-timeout", "1", stack=idle_stack)
+    with gateway.client() as client:
+        record = client.post(
+            f"/admin/t/{tenant.external_id}/runs/snapshot_capture",
+            json={"payloadHash": uuid.uuid4().hex},
+        ).json()["run"]
+        began = time.monotonic()
+        with client.stream("GET", watch_url(record)) as response:
+            first = list(events(response))  # the queued run never ends; the deadline does
+        assert time.monotonic() - began < 5
+        assert [e.json["status"] for e in first] == ["queued"]
+        assert all(e.event == "message" for e in first)  # a deadline is no error
+        # The client reconnects with the last id: nothing new, and no repeat.
+        headers = {"Last-Event-ID": first[-1].id}
+        with client.stream("GET", watch_url(record), headers=headers) as response:
+            assert list(events(response)) == []
+
+
+def test_watch_ends_with_an_error_event_when_the_server_goes_away(make_stack, make_gateway):
+    stack = make_stack()
+    stack.start_server()  # no worker: the run stays queued
+    gateway = make_gateway(stack.target, stack=stack)
+    tenant = seed_tenant(stack.database_url)
+    with gateway.client() as client:
+        record = client.post(f"/admin/t/{tenant.external_id}/runs/snapshot_capture").json()["run"]
+        with client.stream("GET", watch_url(record)) as response:
+            stream = events(response)
+            assert next(stream).json["status"] == "queued"
+            stack.server.kill()  # dies: no graceful end of its streams
+            began = time.monotonic()
+            rest = list(stream)  # the stream ends instead of hanging
+        assert time.monotonic() - began < 5
+        assert [e.event for e in rest] == ["error"]
+        assert rest[0].json["error"]["code"] == "UNAVAILABLE"
+        assert open_watches(client) == 0
