@@ -87,7 +87,10 @@ class WatchStream:
         try:
             done, _ = await asyncio.wait({stream, disconnect}, return_when=asyncio.FIRST_COMPLETED)
             if stream in done:
-                stream.result()
+                try:
+                    stream.result()
+                except OSError:  # the client went away mid-write: nothing to answer
+                    log.info("watch client disconnected")
         finally:
             for task in (stream, disconnect):
                 task.cancel()
