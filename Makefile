@@ -7,10 +7,10 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install dev test bench gen check-gen protodeps lint fmt clean
 
-$(STAMP): pyproject.toml clients/python/pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml gateway/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ./clients/python -e '.[dev]'
+	$(BIN)/pip install --quiet -e ./clients/python -e ./gateway -e '.[dev]'
 	touch $@
 
 install: $(STAMP)

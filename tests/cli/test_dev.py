@@ -8,6 +8,7 @@ import signal
 import time
 
 import grpc
+import httpx
 import psutil
 import pytest
 from tenantpilot.runs.v1 import runs_pb2_grpc
@@ -64,6 +65,18 @@ def wait_serving(target: str, timeout: float = 30) -> None:
     raise TimeoutError("dev server never answered")
 
 
+def wait_http_ready(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError("dev gateway never became ready")
+
+
 def test_dev_runs_everything_and_stops_cleanly_keeping_data(tmp_path, log_dir):
     os.chmod(tmp_path, 0o755)  # embedded Postgres runs as its own user under root
     data_dir = tmp_path / "devdata"
@@ -101,6 +114,17 @@ def test_dev_runs_everything_and_stops_cleanly_keeping_data(tmp_path, log_dir):
             token=token,
         )  # fmt: skip
         assert called.returncode == 0, called.stderr
+
+        # The REST gateway answers over real HTTP, in front of the same server.
+        http_url = env["RUNSVC_HTTP_URL"]
+        assert f"http      {http_url}/admin" in output
+        wait_http_ready(http_url)
+        run_url = f"{http_url}/admin/t/demo-tenant/runs/snapshot_capture/{run.id}"
+        assert httpx.get(run_url, timeout=10).status_code == 401
+        response = httpx.get(run_url, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert response.status_code == 200, response.text
+        assert response.json()["status"] == "succeeded"
+        assert response.json()["counts"] == {"total": 6, "succeeded": 6, "failed": 0}
         children = psutil.Process(dev.pid).children(recursive=True)
         assert children and postgres_processes(data_dir)
     finally:

@@ -110,6 +110,16 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
                 current = await self._find(request)
                 if current is None:
                     await context.abort(grpc.StatusCode.NOT_FOUND, "run not found")
+                if sent_version > current.version:
+                    # A version the run never had: resuming from it would skip states.
+                    raise InvalidArgument(
+                        [
+                            FieldViolation(
+                                "after_version",
+                                f"is newer than the run's current version {current.version}",
+                            )
+                        ]
+                    )
                 watcher.offer(current)
                 while True:
                     latest = watcher.latest

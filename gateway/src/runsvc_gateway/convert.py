@@ -1,0 +1,67 @@
+"""Protobuf RunRecord -> the contract's JSON (camelCase, lowercase status,
+RFC 3339 UTC timestamps, nulls for unset nullable fields)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf.json_format import MessageToDict
+from google.protobuf.timestamp_pb2 import Timestamp
+from tenantpilot.runs.v1 import runs_pb2
+
+STATUS = {
+    runs_pb2.RUN_STATUS_QUEUED: "queued",
+    runs_pb2.RUN_STATUS_RUNNING: "running",
+    runs_pb2.RUN_STATUS_SUCCEEDED: "succeeded",
+    runs_pb2.RUN_STATUS_FAILED: "failed",
+    runs_pb2.RUN_STATUS_PARTIAL: "partial",
+}
+TERMINAL = {"succeeded", "failed", "partial"}
+
+
+def _timestamp(stamp: Timestamp) -> str:
+    return stamp.ToJsonString()  # RFC 3339, UTC, "Z"
+
+
+def _whole_numbers(value: Any) -> Any:
+    """Struct numbers are doubles; a count of 3 reads better as 3 than 3.0."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(v) for v in value]
+    return value
+
+
+def run_record(run: runs_pb2.RunRecord) -> dict[str, Any]:
+    safe_error = None
+    if run.HasField("safe_error"):
+        safe_error = {
+            "code": run.safe_error.code,
+            "context": _whole_numbers(MessageToDict(run.safe_error.context)),
+        }
+    return {
+        "id": run.id,
+        "tenantExternalId": run.tenant_external_id,
+        "type": run.type,
+        # The server never sends UNSPECIFIED; should it, the KeyError is a 500.
+        "status": STATUS[run.status],
+        "createdAt": _timestamp(run.created_at),
+        "startedAt": _timestamp(run.started_at) if run.HasField("started_at") else None,
+        "finishedAt": _timestamp(run.finished_at) if run.HasField("finished_at") else None,
+        "counts": {
+            "total": run.counts.total,
+            "succeeded": run.counts.succeeded,
+            "failed": run.counts.failed,
+        },
+        "safeError": safe_error,
+    }
+
+
+def start_response(response: runs_pb2.StartRunResponse) -> dict[str, Any]:
+    return {"reused": response.reused, "run": run_record(response.run)}
+
+
+def is_terminal(run: runs_pb2.RunRecord) -> bool:
+    return STATUS.get(run.status) in TERMINAL
