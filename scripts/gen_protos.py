@@ -58,6 +58,8 @@ def generate(out: Path) -> None:
         if directory.is_dir():
             (directory / "__init__.py").touch()
     (out / GENERATED_ROOT / "__init__.py").touch()
+    # PEP 561: the .pyi stubs are this package's types.
+    (out / GENERATED_ROOT / "py.typed").touch()
 
 
 def generate_typescript(base: Path) -> Path:
