@@ -3,9 +3,14 @@ and watches it to its terminal state, typed errors, deadlines."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 
+import grpc
+
+from tests.clients.fake_server import Script, make_certs, scripted_server
 from tests.clients.node import TS_DIR, npm_ci, run_env
 
 
@@ -24,3 +29,54 @@ def test_npm_test_against_the_live_server(stack, tenant):
     assert result.returncode == 0, output[-6000:]
     counts = dict(re.findall(r"^\S (tests|pass|fail|skipped) (\d+)$", output, re.MULTILINE))
     assert counts == {"tests": "5", "pass": "5", "fail": "0", "skipped": "0"}, output[-3000:]
+
+
+def scripted_call(target: str, **env: str) -> dict:
+    result = subprocess.run(
+        ["node", "--import", "tsx", "test/scripted.ts"],
+        cwd=TS_DIR,
+        env={**os.environ, "SCRIPTED_TARGET": target, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return json.loads(result.stdout)
+
+
+def test_typescript_token_retries_tls_and_mutual_tls(tmp_path):
+    npm_ci()
+    script = Script(unavailable_first=2)
+    with scripted_server(script) as target:
+        assert scripted_call(target, SCRIPTED_TOKEN="tok") == {"id": "r7"}
+    assert script.calls == {"GetRun": 3}
+    assert {m.get("authorization") for m in script.metadata} == {"Bearer tok"}
+
+    with scripted_server(Script(unavailable_first=5)) as target:
+        answer = scripted_call(target, SCRIPTED_ATTEMPTS="2")
+        assert answer == {"status": "unavailable", "message": "try again"}
+
+    certs = make_certs(tmp_path)
+    for name in ("ca.pem", "client.pem", "client.key"):
+        assert (tmp_path / name).exists()
+    server_tls = grpc.ssl_server_credentials([(certs.server_key, certs.server_cert)])
+    with scripted_server(Script(), server_credentials=server_tls) as target:
+        assert scripted_call(target, SCRIPTED_CA=str(tmp_path / "ca.pem")) == {"id": "r7"}
+        plain = scripted_call(target)
+        assert plain["status"] in ("unavailable", "deadline_exceeded"), plain
+
+    mutual = grpc.ssl_server_credentials(
+        [(certs.server_key, certs.server_cert)],
+        root_certificates=certs.ca,
+        require_client_auth=True,
+    )
+    with scripted_server(Script(), server_credentials=mutual) as target:
+        client_files = {
+            "SCRIPTED_CA": str(tmp_path / "ca.pem"),
+            "SCRIPTED_CERT": str(tmp_path / "client.pem"),
+            "SCRIPTED_KEY": str(tmp_path / "client.key"),
+        }
+        assert scripted_call(target, **client_files) == {"id": "r7"}
+        anonymous = scripted_call(target, SCRIPTED_CA=str(tmp_path / "ca.pem"))
+        assert anonymous["status"] in ("unavailable", "deadline_exceeded", "internal", "unknown")

@@ -105,10 +105,15 @@ function decodeBadRequest(bytes: Uint8Array): FieldViolation[] {
   return violations;
 }
 
-/** The RunsError for anything a call threw. */
-export function toRunsError(error: unknown): RunsError {
+/** The RunsError for anything a call threw. A call the caller did not cancel
+ * whose HTTP/2 stream or connection was torn down (Connect reports CANCELED,
+ * e.g. plaintext to a TLS port) is UNAVAILABLE: the server is not usable. */
+export function toRunsError(error: unknown, callerCanceled = false): RunsError {
   if (error instanceof RunsError) return error;
   const connectError = ConnectError.from(error);
+  if (connectError.code === Code.Canceled && !callerCanceled) {
+    return new RunsError(Code.Unavailable, `connection failed: ${connectError.rawMessage}`);
+  }
   const violations: FieldViolation[] = [];
   for (const detail of connectError.details) {
     if (!("desc" in detail) && detail.type === BAD_REQUEST) {

@@ -147,7 +147,7 @@ export class RunsClient {
         if (response.run) yield response.run;
       }
     } catch (error) {
-      throw toRunsError(error);
+      throw toRunsError(error, args.signal?.aborted ?? false);
     }
   }
 
