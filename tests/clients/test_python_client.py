@@ -147,10 +147,6 @@ def test_per_call_timeout_overrides_the_default(idle_client, tenant):
     assert 0.9 < time.monotonic() - began < 5
     assert [s.status for s in states] == [runs_pb2.RUN_STATUS_QUEUED]
     assert raised.value.code is grpc.StatusCode.DEADLINE_EXCEEDED
-    with pytest.raises(DeadlineExceeded):
-        idle_client.get_run(
-            tenant=tenant.external_id, run_type=run.type, run_id=run.id, timeout=0.000001
-        )
 
 
 def free_port() -> int:
@@ -166,6 +162,18 @@ def silent_listener() -> Iterator[str]:
         listener.bind(("127.0.0.1", 0))
         listener.listen(16)
         yield f"127.0.0.1:{listener.getsockname()[1]}"
+
+
+def test_per_call_timeout_overrides_the_default_of_unary_calls():
+    with silent_listener() as target, RunsClient(target, default_timeout=30) as client:
+        for call in (
+            lambda: client.get_run(tenant="t", run_type="x", run_id="r", timeout=0.5),
+            lambda: client.start_run(tenant="t", run_type="x", timeout=0.5),
+        ):
+            began = time.monotonic()
+            with pytest.raises(DeadlineExceeded):
+                call()
+            assert time.monotonic() - began < 2
 
 
 DEAD_TARGETS = {
