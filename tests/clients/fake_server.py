@@ -18,6 +18,7 @@ from tenantpilot.runs.v1 import runs_pb2, runs_pb2_grpc
 @dataclass
 class Script:
     unavailable_first: int = 0  # calls answered UNAVAILABLE before one succeeds
+    abort: grpc.StatusCode | None = None  # every call fails with this code
     calls: dict[str, int] = field(default_factory=dict)
     metadata: list[dict[str, str]] = field(default_factory=list)
 
@@ -29,6 +30,8 @@ class ScriptedRunService(runs_pb2_grpc.RunServiceServicer):
     def _enter(self, name: str, context: grpc.ServicerContext) -> None:
         self.script.calls[name] = self.script.calls.get(name, 0) + 1
         self.script.metadata.append(dict(context.invocation_metadata()))
+        if self.script.abort is not None:
+            context.abort(self.script.abort, f"scripted {self.script.abort.name}")
         if self.script.calls[name] <= self.script.unavailable_first:
             context.abort(grpc.StatusCode.UNAVAILABLE, "try again")
 

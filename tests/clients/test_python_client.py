@@ -13,6 +13,7 @@ import grpc
 import pytest
 from tenantpilot.runs.v1 import runs_pb2
 
+import runsvc_client
 from runsvc_client import (
     TLS,
     DeadlineExceeded,
@@ -291,3 +292,34 @@ def test_tls_with_a_ca_and_mutual_tls_with_a_client_certificate(tmp_path):
             pytest.raises(Unavailable),
         ):
             anonymous.get_run(tenant="t", run_type="x", run_id="r")
+
+
+ERROR_CLASSES = {
+    grpc.StatusCode.INVALID_ARGUMENT: "InvalidArgument",
+    grpc.StatusCode.NOT_FOUND: "NotFound",
+    grpc.StatusCode.UNAUTHENTICATED: "Unauthenticated",
+    grpc.StatusCode.PERMISSION_DENIED: "PermissionDenied",
+    grpc.StatusCode.FAILED_PRECONDITION: "FailedPrecondition",
+    grpc.StatusCode.RESOURCE_EXHAUSTED: "ResourceExhausted",
+    grpc.StatusCode.DEADLINE_EXCEEDED: "DeadlineExceeded",
+    grpc.StatusCode.INTERNAL: "Internal",
+    grpc.StatusCode.UNIMPLEMENTED: "RunsError",
+}
+
+
+@pytest.mark.parametrize("code", ERROR_CLASSES, ids=[c.name for c in ERROR_CLASSES])
+def test_every_status_code_becomes_a_typed_error(code):
+    expected = getattr(runsvc_client, ERROR_CLASSES[code])
+    with scripted_server(Script(abort=code)) as target, RunsClient(target) as client:
+        calls = (
+            lambda: client.start_run(tenant="t", run_type="x"),
+            lambda: client.get_run(tenant="t", run_type="x", run_id="r"),
+            lambda: list(client.watch_run(tenant="t", run_type="x", run_id="r")),
+        )
+        for call in calls:
+            with pytest.raises(RunsError) as raised:
+                call()
+            assert type(raised.value) is expected
+            assert raised.value.code is code
+            assert raised.value.message == f"scripted {code.name}"
+            assert str(raised.value) == f"{code.name}: scripted {code.name}"
