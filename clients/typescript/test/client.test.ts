@@ -80,11 +80,11 @@ test("invalid input rejects with INVALID_ARGUMENT naming the field", live, async
   assert.equal(item.field, "options.item_ids[1]");
 });
 
-test("a run of another tenant is NOT_FOUND", live, async () => {
+test("a run of another run type is NOT_FOUND", live, async () => {
   const client = new RunsClient(target!, { token });
   const { run } = await client.startRun({ tenant, runType: "snapshot_capture", itemIds: [] });
   const missing = await rejection(
-    client.getRun({ tenant: "someone-else", runType: run!.type, runId: run!.id }),
+    client.getRun({ tenant, runType: "restore_preview", runId: run!.id }),
   );
   assert.equal(missing.code, Code.NotFound);
 });
@@ -123,6 +123,13 @@ test("a silent server fails with DEADLINE_EXCEEDED, never hangs", async () => {
     const watch = client.watchRun({ tenant: "t", runType: "x", runId: "r", timeoutMs: 1000 });
     const streamError = await rejection(watch.next());
     assert.equal(streamError.code, Code.DeadlineExceeded);
+
+    // A watch the caller stops is CANCELED, not an outage.
+    const stop = new AbortController();
+    setTimeout(() => stop.abort(), 200);
+    const stopped = client.watchRun({ tenant: "t", runType: "x", runId: "r", signal: stop.signal });
+    const stopError = await rejection(stopped.next());
+    assert.equal(stopError.code, Code.Canceled);
   } finally {
     for (const socket of sockets) socket.destroy();
     silent.close();
