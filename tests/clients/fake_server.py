@@ -19,6 +19,9 @@ from tenantpilot.runs.v1 import runs_pb2, runs_pb2_grpc
 class Script:
     unavailable_first: int = 0  # calls answered UNAVAILABLE before one succeeds
     abort: grpc.StatusCode | None = None  # every call fails with this code
+    watch_breaks: int = 0  # WatchRun streams that send one state, then fail UNAVAILABLE
+    watch_down_after_break: bool = False  # ... and every WatchRun after them fails
+    watch_after_versions: list[int | None] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=dict)
     metadata: list[dict[str, str]] = field(default_factory=list)
 
@@ -57,12 +60,18 @@ class ScriptedRunService(runs_pb2_grpc.RunServiceServicer):
 
     def WatchRun(self, request, context):
         self._enter("WatchRun", context)
-        for version, status in enumerate(
-            (runs_pb2.RUN_STATUS_RUNNING, runs_pb2.RUN_STATUS_SUCCEEDED), start=1
-        ):
+        after = request.after_version if request.HasField("after_version") else None
+        self.script.watch_after_versions.append(after)
+        if self.script.watch_down_after_break and self.script.watch_breaks == 0:
+            context.abort(grpc.StatusCode.UNAVAILABLE, "server down")
+        for version in range((after or 0) + 1, 3):
+            status = runs_pb2.RUN_STATUS_SUCCEEDED if version == 2 else runs_pb2.RUN_STATUS_RUNNING
             yield runs_pb2.WatchRunResponse(
                 run=runs_pb2.RunRecord(id=request.run_id, status=status, version=version)
             )
+            if self.script.watch_breaks > 0:
+                self.script.watch_breaks -= 1
+                context.abort(grpc.StatusCode.UNAVAILABLE, "server going away")
 
 
 @contextlib.contextmanager

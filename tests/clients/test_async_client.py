@@ -90,3 +90,15 @@ def test_async_retries_and_token():
         assert asyncio.run(scenario()).id == "r9"
     assert script.calls == {"GetRun": 3}
     assert {m["authorization"] for m in script.metadata} == {"Bearer tok"}
+
+
+def test_async_broken_watch_resumes():
+    script = Script(watch_breaks=1)
+
+    async def scenario() -> list[int]:
+        async with AsyncRunsClient(target) as client:
+            return [s.version async for s in client.watch_run(tenant="t", run_type="x", run_id="r")]
+
+    with scripted_server(script) as target:
+        assert asyncio.run(scenario()) == [1, 2]
+    assert script.watch_after_versions == [None, 1]

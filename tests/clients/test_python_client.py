@@ -328,3 +328,29 @@ def test_every_status_code_becomes_a_typed_error(code):
             assert raised.value.code is code
             assert raised.value.message == f"scripted {code.name}"
             assert str(raised.value) == f"{code.name}: scripted {code.name}"
+
+
+def test_a_broken_watch_resumes_from_the_last_version_seen():
+    script = Script(watch_breaks=1)
+    with scripted_server(script) as target, RunsClient(target) as client:
+        states = list(client.watch_run(tenant="t", run_type="x", run_id="r"))
+    assert [(s.version, s.status) for s in states] == [
+        (1, runs_pb2.RUN_STATUS_RUNNING),
+        (2, runs_pb2.RUN_STATUS_SUCCEEDED),
+    ]
+    assert script.watch_after_versions == [None, 1]
+
+
+def test_a_watch_whose_server_stays_down_gives_up_with_unavailable():
+    script = Script(watch_breaks=1, watch_down_after_break=True)
+    with scripted_server(script) as target, RunsClient(target) as client:
+        states = []
+        began = time.monotonic()
+        with pytest.raises(Unavailable) as raised:
+            for state in client.watch_run(tenant="t", run_type="x", run_id="r", timeout=10):
+                states.append(state)
+        assert time.monotonic() - began < 5
+    assert [s.version for s in states] == [1]
+    assert raised.value.message == "server down"
+    # the broken stream, then one reopen at once and three more with backoff
+    assert script.watch_after_versions == [None, 1, 1, 1, 1]

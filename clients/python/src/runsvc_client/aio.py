@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator, Iterable
 from types import TracebackType
 
@@ -17,7 +19,7 @@ from runsvc_client.channel import (
     auth_metadata,
     channel_args,
 )
-from runsvc_client.errors import from_rpc_error
+from runsvc_client.errors import from_rpc_error, resume_delay
 from runsvc_client.requests import get_run_request, start_run_request, watch_run_request
 
 
@@ -90,19 +92,35 @@ class AsyncRunsClient:
         after_version: int | None = None,
         timeout: float | None = None,
     ) -> AsyncIterator[runs_pb2.RunRecord]:
-        request = watch_run_request(tenant, run_type, run_id, after_version)
-        call = self._stub.WatchRun(
-            request,
-            timeout=self.watch_timeout if timeout is None else timeout,
-            metadata=self._metadata,
-        )
-        try:
-            async for response in call:
-                yield response.run
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
-        finally:
-            call.cancel()
+        """As `RunsClient.watch_run`: resumes a stream broken by UNAVAILABLE
+        from the last version seen, within the same deadline."""
+        deadline = time.monotonic() + (self.watch_timeout if timeout is None else timeout)
+        last = after_version
+        delivered = False  # any state delivered by this watch
+        idle = 0  # reopened streams in a row that delivered nothing
+        delay = 0.0
+        while True:
+            if delay:
+                await asyncio.sleep(delay)
+            request = watch_run_request(tenant, run_type, run_id, last)
+            call = self._stub.WatchRun(
+                request, timeout=max(deadline - time.monotonic(), 0), metadata=self._metadata
+            )
+            progressed = False
+            try:
+                async for response in call:
+                    progressed = delivered = True
+                    last = response.run.version
+                    yield response.run
+                return
+            except grpc.RpcError as rpc_error:
+                error = from_rpc_error(rpc_error)
+                idle = 0 if progressed else idle + 1
+                delay = resume_delay(error, delivered, idle, deadline)
+                if delay is None:
+                    raise error from None
+            finally:
+                call.cancel()
 
     def _timeout(self, timeout: float | None) -> float:
         return self.default_timeout if timeout is None else timeout

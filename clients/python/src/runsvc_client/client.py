@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from types import TracebackType
 
@@ -16,7 +17,7 @@ from runsvc_client.channel import (
     auth_metadata,
     channel_args,
 )
-from runsvc_client.errors import from_rpc_error
+from runsvc_client.errors import from_rpc_error, resume_delay
 from runsvc_client.requests import get_run_request, start_run_request, watch_run_request
 
 
@@ -103,21 +104,37 @@ class RunsClient:
         timeout: float | None = None,
     ) -> Iterator[runs_pb2.RunRecord]:
         """The current state (or only states after `after_version`), then one
-        record per change; ends after the terminal state. Closing the
+        record per change; ends after the terminal state. A stream that broke
+        with UNAVAILABLE after delivering states is resumed from the last
+        version seen (no repeats), within the same deadline. Closing the
         iterator early cancels the stream."""
-        request = watch_run_request(tenant, run_type, run_id, after_version)
-        stream = self._stub.WatchRun(
-            request,
-            timeout=self.watch_timeout if timeout is None else timeout,
-            metadata=self._metadata,
-        )
-        try:
-            for response in stream:
-                yield response.run
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
-        finally:
-            stream.cancel()
+        deadline = time.monotonic() + (self.watch_timeout if timeout is None else timeout)
+        last = after_version
+        delivered = False  # any state delivered by this watch
+        idle = 0  # reopened streams in a row that delivered nothing
+        delay = 0.0
+        while True:
+            if delay:
+                time.sleep(delay)
+            request = watch_run_request(tenant, run_type, run_id, last)
+            stream = self._stub.WatchRun(
+                request, timeout=max(deadline - time.monotonic(), 0), metadata=self._metadata
+            )
+            progressed = False
+            try:
+                for response in stream:
+                    progressed = delivered = True
+                    last = response.run.version
+                    yield response.run
+                return
+            except grpc.RpcError as rpc_error:
+                error = from_rpc_error(rpc_error)
+                idle = 0 if progressed else idle + 1
+                delay = resume_delay(error, delivered, idle, deadline)
+                if delay is None:
+                    raise error from None
+            finally:
+                stream.cancel()
 
     def _timeout(self, timeout: float | None) -> float:
         return self.default_timeout if timeout is None else timeout

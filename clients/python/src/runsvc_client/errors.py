@@ -3,6 +3,7 @@ gRPC status code, never a raw grpc.RpcError."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import grpc
@@ -140,3 +141,23 @@ def from_rpc_error(error: grpc.RpcError) -> RunsError:
     if cls is None:
         return RunsError(message, code=code)
     return cls(message)
+
+
+#: Tries in a row to reopen a broken watch that deliver nothing, and the first
+#: pause between them (doubling).
+MAX_IDLE_RESUMES = 3
+RESUME_BACKOFF = 0.2
+
+
+def resume_delay(error: RunsError, delivered: bool, idle: int, deadline: float) -> float | None:
+    """Seconds to wait before reopening a WatchRun stream that failed with
+    `error`, or None to raise it: only UNAVAILABLE, only once the watch has
+    delivered states (so a dead server still fails at once), at most
+    MAX_IDLE_RESUMES reopened streams in a row that delivered nothing (`idle`,
+    with backoff), and never past the deadline."""
+    if not isinstance(error, Unavailable) or not delivered or idle > MAX_IDLE_RESUMES:
+        return None
+    delay = RESUME_BACKOFF * 2 ** (idle - 1) if idle else 0.0
+    if time.monotonic() + delay >= deadline:
+        return None
+    return delay
