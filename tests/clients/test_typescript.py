@@ -42,7 +42,10 @@ def scripted_call(target: str, **env: str) -> dict:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    return json.loads(result.stdout)
+    answer: dict = {}
+    for line in result.stdout.splitlines():  # one JSON object per line
+        answer.update(json.loads(line))
+    return answer
 
 
 def test_typescript_token_retries_tls_and_mutual_tls(tmp_path):
@@ -80,3 +83,23 @@ def test_typescript_token_retries_tls_and_mutual_tls(tmp_path):
         assert scripted_call(target, **client_files) == {"id": "r7"}
         anonymous = scripted_call(target, SCRIPTED_CA=str(tmp_path / "ca.pem"))
         assert anonymous["status"] in ("unavailable", "deadline_exceeded", "internal", "unknown")
+
+
+def test_typescript_broken_watch_resumes_from_the_last_version_seen():
+    npm_ci()
+    script = Script(watch_breaks=1)
+    with scripted_server(script) as target:
+        assert scripted_call(target, SCRIPTED_CALL="watch") == {"versions": ["1", "2"]}
+    assert script.watch_after_versions == [None, 1]
+
+    down = Script(watch_breaks=1, watch_down_after_break=True)
+    with scripted_server(down) as target:
+        answer = scripted_call(target, SCRIPTED_CALL="watch")
+    assert answer == {"versions": ["1"], "status": "unavailable", "message": "server down"}
+    assert down.watch_after_versions == [None, 1, 1, 1, 1]
+
+    never = Script(unavailable_first=10)
+    with scripted_server(never) as target:
+        answer = scripted_call(target, SCRIPTED_CALL="watch")
+    assert answer == {"versions": [], "status": "unavailable", "message": "try again"}
+    assert never.calls == {"WatchRun": 1}

@@ -69,6 +69,9 @@ function baseUrl(target: string, secure: boolean): string {
   return `${secure ? "https" : "http"}://${target}`;
 }
 
+/** Reopened watch streams in a row that deliver nothing before giving up. */
+const MAX_IDLE_RESUMES = 3;
+
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Calls tenantpilot.runs.v1.RunService at `target` ("host:port" or a URL). */
@@ -130,24 +133,44 @@ export class RunsClient {
     return response.run;
   }
 
-  /** The current state, then one record per change; ends after the terminal state. */
+  /** The current state, then one record per change; ends after the terminal
+   * state. A stream broken by UNAVAILABLE after it delivered states is
+   * reopened from the last version seen (no repeats, same deadline, a few
+   * tries with backoff); one that fails before any state is not. */
   async *watchRun(args: WatchRunArgs): AsyncGenerator<RunRecord> {
-    const request = create(WatchRunRequestSchema, {
-      tenantExternalId: args.tenant,
-      runType: args.runType,
-      runId: args.runId,
-      afterVersion: args.afterVersion,
-    });
-    try {
-      const stream = this.client.watchRun(request, {
-        timeoutMs: args.timeoutMs ?? this.watchTimeoutMs,
-        signal: args.signal,
+    const deadline = Date.now() + (args.timeoutMs ?? this.watchTimeoutMs);
+    let last = args.afterVersion;
+    let delivered = false;
+    let idle = 0; // reopened streams in a row that delivered nothing
+    for (;;) {
+      const request = create(WatchRunRequestSchema, {
+        tenantExternalId: args.tenant,
+        runType: args.runType,
+        runId: args.runId,
+        afterVersion: last,
       });
-      for await (const response of stream) {
-        if (response.run) yield response.run;
+      let progressed = false;
+      try {
+        const stream = this.client.watchRun(request, {
+          timeoutMs: Math.max(deadline - Date.now(), 1),
+          signal: args.signal,
+        });
+        for await (const response of stream) {
+          if (!response.run) continue;
+          progressed = delivered = true;
+          last = response.run.version;
+          yield response.run;
+        }
+        return;
+      } catch (thrown) {
+        const error = toRunsError(thrown, args.signal?.aborted ?? false);
+        idle = progressed ? 0 : idle + 1;
+        const pause = idle === 0 ? 0 : 200 * 2 ** (idle - 1);
+        const resumable =
+          error.code === Code.Unavailable && delivered && idle <= MAX_IDLE_RESUMES;
+        if (!resumable || Date.now() + pause >= deadline) throw error;
+        await sleep(pause);
       }
-    } catch (error) {
-      throw toRunsError(error, args.signal?.aborted ?? false);
     }
   }
 

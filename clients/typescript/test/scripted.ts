@@ -18,8 +18,19 @@ const client = new RunsClient(process.env.SCRIPTED_TARGET!, {
   maxAttempts: Number(process.env.SCRIPTED_ATTEMPTS ?? 5),
 });
 try {
-  const run = await client.getRun({ tenant: "t", runType: "snapshot_capture", runId: "r7" });
-  console.log(JSON.stringify({ id: run.id }));
+  if (process.env.SCRIPTED_CALL === "watch") {
+    const versions: string[] = [];
+    try {
+      for await (const state of client.watchRun({ tenant: "t", runType: "x", runId: "r7" })) {
+        versions.push(state.version.toString());
+      }
+    } finally {
+      console.log(JSON.stringify({ versions }));
+    }
+  } else {
+    const run = await client.getRun({ tenant: "t", runType: "snapshot_capture", runId: "r7" });
+    console.log(JSON.stringify({ id: run.id }));
+  }
 } catch (error) {
   if (!(error instanceof RunsError)) throw error;
   console.log(JSON.stringify({ status: error.status, message: error.message }));
