@@ -5,7 +5,16 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install dev test bench gen check-gen protodeps lint fmt clean
+.PHONY: install dev test bench gen check-gen breaking protodeps lint fmt clean
+
+# The TypeScript client's dependencies (protoc-gen-es for `make gen`, Connect
+# and tsx for its tests), exactly as package-lock.json says.
+TS_DIR   := clients/typescript
+TS_STAMP := $(TS_DIR)/node_modules/.package-lock.json
+
+$(TS_STAMP): $(TS_DIR)/package.json $(TS_DIR)/package-lock.json
+	cd $(TS_DIR) && npm ci --no-audit --no-fund
+	touch $@
 
 $(STAMP): pyproject.toml clients/python/pyproject.toml gateway/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,21 +28,28 @@ install: $(STAMP)
 dev: $(STAMP)
 	$(BIN)/runsvc dev
 
-## The whole test suite (Postgres: $RUNSVC_TEST_DATABASE_URL or embedded).
-test: $(STAMP) check-gen lint
+## The whole test suite (Postgres: $RUNSVC_TEST_DATABASE_URL or embedded),
+## including the TypeScript client's `npm test` against a live server.
+test: $(STAMP) $(TS_STAMP) check-gen breaking lint
 	$(BIN)/pytest
 
 ## Print latency, throughput and memory figures (Postgres as for `make test`).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_runs.py
 
-## Regenerate the Python code of proto/ into clients/python (never edit it).
-gen: $(STAMP)
+## Regenerate the code of proto/ (never edit it): Python into clients/python
+## (grpcio-tools, mypy-protobuf), TypeScript into clients/typescript/src/gen
+## (buf generate with buf.gen.yaml and the local protoc-gen-es).
+gen: $(STAMP) $(TS_STAMP)
 	$(BIN)/python scripts/gen_protos.py
 
 ## Fail when the generated code in the tree is not what `make gen` makes.
-check-gen: $(STAMP)
+check-gen: $(STAMP) $(TS_STAMP)
 	$(BIN)/python scripts/gen_protos.py --check
+
+## buf breaking against the last commit of main (merge-base, or HEAD~1 on main).
+breaking: $(STAMP)
+	$(BIN)/python scripts/check_breaking.py
 
 ## Refresh the local copy of google/api/*.proto from the installed wheel.
 protodeps: $(STAMP)

@@ -1,11 +1,14 @@
-"""Generate the Python code for proto/ into the client package, the one copy
-that server, gateway and clients import.
+"""Generate the code for proto/: Python into the client package (the one copy
+that server, gateway and clients import) and TypeScript into the TypeScript
+client (buf generate with buf.gen.yaml and the local protoc-gen-es).
 
     python scripts/gen_protos.py           # regenerate in place
     python scripts/gen_protos.py --check   # exit 1 if the tree is stale
 
 Output: messages (*_pb2.py), services (*_pb2_grpc.py) and typing stubs
-(*.pyi, from mypy-protobuf) under clients/python/src/tenantpilot/.
+(*.pyi, from mypy-protobuf) under clients/python/src/tenantpilot/; protobuf-es
+messages and service descriptors (*_pb.ts) under clients/typescript/src/gen/.
+The TypeScript plugin comes from clients/typescript/node_modules (`npm ci`).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ PROTO_DIR = ROOT / "proto"
 GOOGLEAPIS_DIR = ROOT / "third_party" / "googleapis"
 OUT_DIR = ROOT / "clients" / "python" / "src"
 GENERATED_ROOT = "tenantpilot"  # top-level package of the generated code
+TS_OUT = Path("clients") / "typescript" / "src" / "gen"  # as in buf.gen.yaml
+TS_PLUGIN = ROOT / "clients" / "typescript" / "node_modules" / ".bin" / "protoc-gen-es"
 
 
 def generate(out: Path) -> None:
@@ -53,6 +58,21 @@ def generate(out: Path) -> None:
         if directory.is_dir():
             (directory / "__init__.py").touch()
     (out / GENERATED_ROOT / "__init__.py").touch()
+    # PEP 561: the .pyi stubs are this package's types.
+    (out / GENERATED_ROOT / "py.typed").touch()
+
+
+def generate_typescript(base: Path) -> Path:
+    """Runs buf generate with buf.gen.yaml into base; returns the output dir."""
+    if not TS_PLUGIN.exists():
+        sys.exit(f"{TS_PLUGIN.relative_to(ROOT)} is missing: run `npm ci` in clients/typescript")
+    buf = Path(sys.executable).parent / "buf"
+    subprocess.run(
+        [str(buf), "generate", "--template", "buf.gen.yaml", "-o", str(base)],
+        check=True,
+        cwd=ROOT,
+    )
+    return base / TS_OUT
 
 
 def tree_files(root: Path) -> set[str]:
@@ -79,20 +99,31 @@ def main() -> int:
     parser.add_argument("--check", action="store_true", help="fail if the generated tree is stale")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        fresh = Path(tmp)
+        fresh = Path(tmp) / "python"
+        fresh.mkdir()
         generate(fresh)
-        target = OUT_DIR / GENERATED_ROOT
-        stale = stale_files(fresh / GENERATED_ROOT, target) if target.exists() else ["(missing)"]
+        pairs = [
+            (fresh / GENERATED_ROOT, OUT_DIR / GENERATED_ROOT),
+            (generate_typescript(Path(tmp) / "typescript"), ROOT / TS_OUT),
+        ]
+        stale = []
+        for new, target in pairs:
+            where = target.relative_to(ROOT)
+            if not target.exists():
+                stale.append(f"{where} (missing)")
+                continue
+            stale += [f"{where / f}" for f in stale_files(new, target)]
         if args.check:
             if stale:
                 print("generated code is stale; run `make gen`:", *stale, sep="\n  ")
                 return 1
             print("generated code is up to date")
             return 0
-        if target.exists():
-            shutil.rmtree(target)
-        shutil.copytree(fresh / GENERATED_ROOT, target)
-        print(f"generated {len(tree_files(target))} files into {target.relative_to(ROOT)}")
+        for new, target in pairs:
+            if target.exists():
+                shutil.rmtree(target)
+            shutil.copytree(new, target)
+            print(f"generated {len(tree_files(target))} files into {target.relative_to(ROOT)}")
     return 0
 
 

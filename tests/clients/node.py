@@ -1,0 +1,31 @@
+"""The TypeScript client's toolchain as the tests use it: Node and npm from
+PATH, dependencies installed by `npm ci` from package-lock.json."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+from tests.conftest import PROJECT_ROOT
+
+TS_DIR = PROJECT_ROOT / "clients" / "typescript"
+
+
+def npm_ci() -> None:
+    """Installs clients/typescript's dependencies unless `make` already did."""
+    lock = TS_DIR / "package-lock.json"
+    installed = TS_DIR / "node_modules" / ".package-lock.json"
+    if installed.exists() and installed.stat().st_mtime >= lock.stat().st_mtime:
+        return
+    assert shutil.which("npm"), "npm (Node 20+) is needed for the TypeScript client"
+    subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=TS_DIR, check=True, timeout=600)
+
+
+def run_env(stack, tenant: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "RUNSVC_GRPC_TARGET": stack.target,
+        "RUNSVC_TENANT": tenant,
+        "RUNSVC_TOKEN": stack.token or "",
+    }
