@@ -139,14 +139,12 @@ def test_after_version_newer_than_the_run_is_invalid(stack, tenant):
     final = wait_terminal(stub, run)
     for after in (final.version + 1, 2**62):
         with pytest.raises(grpc.RpcError) as error:
-            list(
-                stub.WatchRun(watch_request(run, after=after), metadata=stack.metadata, timeout=10)
-            )
+            list(stub.WatchRun(watch_request(run, after=after), timeout=10))
         assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "after_version" in error.value.details()
     # The current version itself is fine: nothing newer, the stream ends OK.
     request = watch_request(run, after=final.version)
-    assert list(stub.WatchRun(request, metadata=stack.metadata, timeout=10)) == []
+    assert list(stub.WatchRun(request, timeout=10)) == []
 
 
 def server_connections(database_url: str, pid: int) -> dict[str, int]:
