@@ -18,6 +18,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 from tenantpilot.runs.v1 import runs_pb2, runs_pb2_grpc
 
+from runsvc_client import TLS
 from runsvc_gateway import contract, inputs
 from runsvc_gateway.convert import run_record, start_response
 from runsvc_gateway.errors import HttpError, error_response, from_rpc_error
@@ -38,6 +39,9 @@ class Settings:
     heartbeat_seconds: float = 15.0
     ready_timeout: float = 2.0
     max_body_bytes: int = inputs.DEFAULT_MAX_BODY_BYTES
+    # TLS towards the gRPC server (a CA to trust; a client certificate for
+    # mutual TLS); None: plaintext.
+    tls: TLS | None = None
 
 
 # The channel reconnects soon after the backend comes back (the default
@@ -53,8 +57,13 @@ CHANNEL_OPTIONS = [
 class Backend:
     """The one gRPC channel all requests share, and its stubs."""
 
-    def __init__(self, target: str) -> None:
-        self.channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+    def __init__(self, target: str, tls: TLS | None = None) -> None:
+        if tls is None:
+            self.channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+        else:
+            self.channel = grpc.aio.secure_channel(
+                target, tls.credentials(), options=CHANNEL_OPTIONS + tls.channel_options()
+            )
         self.runs = runs_pb2_grpc.RunServiceStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
 
@@ -184,7 +193,7 @@ def create_app(settings: Settings) -> ASGIApp:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # Created inside the server's event loop; closed at shutdown.
-        gateway.backend = Backend(settings.grpc_target)
+        gateway.backend = Backend(settings.grpc_target, settings.tls)
         try:
             yield
         finally:

@@ -9,9 +9,11 @@ import asyncio
 import logging
 import os
 import socket
+from pathlib import Path
 
 import uvicorn
 
+from runsvc_client import TLS
 from runsvc_gateway.app import Settings, create_app
 from runsvc_gateway.inputs import DEFAULT_MAX_BODY_BYTES
 
@@ -78,10 +80,57 @@ def build_parser() -> argparse.ArgumentParser:
         default=int(env("RUNSVC_GATEWAY_MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES))),
         help=f"request body limit, larger bodies get 413 (default {DEFAULT_MAX_BODY_BYTES})",
     )
+    parser.add_argument(
+        "--grpc-ca",
+        default=env("RUNSVC_GATEWAY_GRPC_CA"),
+        help="CA bundle (PEM) to trust: connect to the gRPC server with TLS "
+        "(env RUNSVC_GATEWAY_GRPC_CA)",
+    )
+    parser.add_argument(
+        "--grpc-cert",
+        default=env("RUNSVC_GATEWAY_GRPC_CERT"),
+        help="client certificate chain (PEM) for mutual TLS (env RUNSVC_GATEWAY_GRPC_CERT)",
+    )
+    parser.add_argument(
+        "--grpc-key",
+        default=env("RUNSVC_GATEWAY_GRPC_KEY"),
+        help="client private key (PEM) for mutual TLS (env RUNSVC_GATEWAY_GRPC_KEY)",
+    )
+    parser.add_argument(
+        "--grpc-server-name",
+        default=env("RUNSVC_GATEWAY_GRPC_SERVER_NAME"),
+        help="name to check the server certificate against, if not the target's host",
+    )
     return parser
 
 
-async def serve(args: argparse.Namespace) -> None:
+def tls_from_args(args: argparse.Namespace) -> TLS | None:
+    """TLS towards the gRPC server from the flags; ValueError with a clear
+    message when they are incomplete or unreadable."""
+    if not (args.grpc_ca or args.grpc_cert or args.grpc_key):
+        return None
+    if not args.grpc_ca:
+        raise ValueError("--grpc-cert/--grpc-key need --grpc-ca (TLS)")
+    if bool(args.grpc_cert) != bool(args.grpc_key):
+        raise ValueError("mutual TLS needs both --grpc-cert and --grpc-key")
+
+    def read(path: str | None) -> bytes | None:
+        if path is None:
+            return None
+        try:
+            return Path(path).read_bytes()
+        except OSError as exc:
+            raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+
+    return TLS(
+        ca=read(args.grpc_ca),
+        cert=read(args.grpc_cert),
+        key=read(args.grpc_key),
+        server_name=args.grpc_server_name,
+    )
+
+
+async def serve(args: argparse.Namespace, tls: TLS | None = None) -> None:
     grpc_host, grpc_port = args.grpc_target
     host, port = args.http_addr
     settings = Settings(
@@ -90,6 +139,7 @@ async def serve(args: argparse.Namespace) -> None:
         watch_timeout=args.watch_timeout,
         heartbeat_seconds=args.heartbeat,
         max_body_bytes=args.max_body_bytes,
+        tls=tls,
     )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that
@@ -125,10 +175,15 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        tls = tls_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))  # exits with status 2
     logging.basicConfig(
         level=os.environ.get("RUNSVC_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    asyncio.run(serve(args))
+    asyncio.run(serve(args, tls))
     return 0

@@ -65,6 +65,12 @@ class TLS:
             root_certificates=self.ca, private_key=self.key, certificate_chain=self.cert
         )
 
+    def channel_options(self) -> list[tuple[str, Any]]:
+        """Channel options that go with these credentials."""
+        if self.server_name:
+            return [("grpc.ssl_target_name_override", self.server_name)]
+        return []
+
 
 TLSOption = TLS | bytes | grpc.ChannelCredentials | None
 
@@ -82,9 +88,7 @@ def channel_args(
     if isinstance(tls, bytes):
         tls = TLS(ca=tls)
     if isinstance(tls, TLS):
-        if tls.server_name:
-            options.append(("grpc.ssl_target_name_override", tls.server_name))
-        return tls.credentials(), options
+        return tls.credentials(), options + tls.channel_options()
     return tls, options
 
 

@@ -13,19 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tests.support.processes import ServiceProcess, runsvc
 from tests.support.runs import get, start
 from tests.support.seeding import seed_tenant
-from tests.support.tls import Pki, make_pki
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return make_pki(tmp_path_factory.mktemp("pki"))
-
-
-def tls_env(pki: Pki, *, mutual: bool) -> dict[str, str]:
-    env = {"RUNSVC_TLS_CERT": str(pki.server_cert), "RUNSVC_TLS_KEY": str(pki.server_key)}
-    if mutual:
-        env["RUNSVC_TLS_CLIENT_CA"] = str(pki.ca)
-    return env
+from tests.tls.conftest import tls_env
 
 
 def refused(stub, tenant: str) -> grpc.StatusCode:
