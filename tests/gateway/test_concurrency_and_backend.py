@@ -8,13 +8,12 @@ import socket
 import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 
-import grpc
 from tenantpilot.runs.v1 import runs_pb2
 
 from tests.gateway.contract_check import assert_contract_response, assert_error
 from tests.support.processes import free_port
+from tests.support.scripted_grpc import scripted_start_run
 
 START = "/t/{tenantExternalId}/runs/{runType}"
 
@@ -98,28 +97,15 @@ def test_backend_that_hangs_is_cut_by_the_deadline(make_gateway, tenant):
         release.wait(10)
         return runs_pb2.StartRunResponse()
 
-    handler = grpc.method_handlers_generic_handler(
-        "tenantpilot.runs.v1.RunService",
-        {
-            "StartRun": grpc.unary_unary_rpc_method_handler(
-                hang,
-                request_deserializer=runs_pb2.StartRunRequest.FromString,
-                response_serializer=runs_pb2.StartRunResponse.SerializeToString,
-            )
-        },
-    )
-    server = grpc.server(ThreadPoolExecutor(max_workers=4), handlers=[handler])
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        gateway = make_gateway(f"127.0.0.1:{port}", "--call-timeout", "1")
-        with gateway.client() as client:
-            began = time.monotonic()
-            response = client.post(f"/admin/t/{tenant.external_id}/runs/snapshot_capture")
-            elapsed = time.monotonic() - began
-            # SPEC "Errors and limits": DEADLINE_EXCEEDED is 504.
-            assert_error(response, 504, "DEADLINE_EXCEEDED")
-            assert 0.9 < elapsed < 3, elapsed
-    finally:
-        release.set()
-        server.stop(0)
+    with scripted_start_run(hang) as target:
+        try:
+            gateway = make_gateway(target, "--call-timeout", "1")
+            with gateway.client() as client:
+                began = time.monotonic()
+                response = client.post(f"/admin/t/{tenant.external_id}/runs/snapshot_capture")
+                elapsed = time.monotonic() - began
+                # SPEC "Errors and limits": DEADLINE_EXCEEDED is 504.
+                assert_error(response, 504, "DEADLINE_EXCEEDED")
+                assert 0.9 < elapsed < 3, elapsed
+        finally:
+            release.set()

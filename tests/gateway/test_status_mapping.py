@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -15,6 +14,7 @@ import pytest
 from tenantpilot.runs.v1 import runs_pb2
 
 from tests.gateway.contract_check import assert_error
+from tests.support.scripted_grpc import scripted_start_run
 
 # Authorization header -> the status the scripted server answers with.
 SCRIPT = {
@@ -51,23 +51,8 @@ def scripted_backend():
             ),
         )
 
-    handler = grpc.method_handlers_generic_handler(
-        "tenantpilot.runs.v1.RunService",
-        {
-            "StartRun": grpc.unary_unary_rpc_method_handler(
-                start_run,
-                request_deserializer=runs_pb2.StartRunRequest.FromString,
-                response_serializer=runs_pb2.StartRunResponse.SerializeToString,
-            )
-        },
-    )
-    server = grpc.server(ThreadPoolExecutor(max_workers=4), handlers=[handler])
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    try:
-        yield f"127.0.0.1:{port}", seen
-    finally:
-        server.stop(0)
+    with scripted_start_run(start_run) as target:
+        yield target, seen
 
 
 @pytest.mark.parametrize(
