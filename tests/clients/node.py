@@ -22,9 +22,13 @@ def npm_ci() -> None:
     subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=TS_DIR, check=True, timeout=600)
 
 
-def run_env(stack, tenant: str) -> dict[str, str]:
+def run_env(stack, tenant: str, idle_stack=None) -> dict[str, str]:
+    """Where `npm test` finds the live server (and, for reuse, a server
+    whose runs stay queued; both stacks share the database and its tokens)."""
+    idle = {"RUNSVC_IDLE_GRPC_TARGET": idle_stack.target} if idle_stack is not None else {}
     return {
         **os.environ,
+        **idle,
         "RUNSVC_GRPC_TARGET": stack.target,
         "RUNSVC_TENANT": tenant,
         "RUNSVC_TOKEN": stack.token or "",

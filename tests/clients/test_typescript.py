@@ -14,12 +14,12 @@ from tests.clients.fake_server import Script, make_certs, scripted_server
 from tests.clients.node import TS_DIR, npm_ci, run_env
 
 
-def test_npm_test_against_the_live_server(stack, tenant):
+def test_npm_test_against_the_live_server(stack, idle_stack, tenant):
     npm_ci()
     result = subprocess.run(
         ["npm", "test"],
         cwd=TS_DIR,
-        env=run_env(stack, tenant.external_id),
+        env=run_env(stack, tenant.external_id, idle_stack),
         capture_output=True,
         text=True,
         timeout=300,
@@ -28,7 +28,7 @@ def test_npm_test_against_the_live_server(stack, tenant):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
     counts = dict(re.findall(r"^\S (tests|pass|fail|skipped) (\d+)$", output, re.MULTILINE))
-    assert counts == {"tests": "5", "pass": "5", "fail": "0", "skipped": "0"}, output[-3000:]
+    assert counts == {"tests": "6", "pass": "6", "fail": "0", "skipped": "0"}, output[-3000:]
 
 
 def scripted_call(target: str, **env: str) -> dict:

@@ -1,6 +1,7 @@
 // The TypeScript client against a live runsvc: RUNSVC_GRPC_TARGET (host:port),
-// RUNSVC_TENANT (a seeded tenant) and optionally RUNSVC_TOKEN. Without a
-// target the live tests are skipped; `make test` sets them.
+// RUNSVC_TENANT (a seeded tenant), optionally RUNSVC_TOKEN, and
+// RUNSVC_IDLE_GRPC_TARGET (a server whose runs stay queued, for reuse).
+// Without a target the live tests are skipped; `make test` sets them all.
 import assert from "node:assert/strict";
 import { createServer, type Socket } from "node:net";
 import { test } from "node:test";
@@ -10,7 +11,9 @@ import { RunsClient, RunsError, RunStatus, isTerminal, type RunRecord } from "..
 const target = process.env.RUNSVC_GRPC_TARGET;
 const tenant = process.env.RUNSVC_TENANT ?? "";
 const token = process.env.RUNSVC_TOKEN || undefined;
+const idleTarget = process.env.RUNSVC_IDLE_GRPC_TARGET;
 const live = { skip: target ? false : "RUNSVC_GRPC_TARGET is not set" };
+const idle = { skip: idleTarget ? false : "RUNSVC_IDLE_GRPC_TARGET is not set" };
 
 async function rejection(promise: Promise<unknown>): Promise<RunsError> {
   try {
@@ -51,19 +54,19 @@ test("starts a run and watches it to its terminal state", live, async () => {
   assert.equal(got.status, RunStatus.SUCCEEDED);
   assert.ok(got.finishedAt);
 
-  const again = await client.startRun({
-    tenant,
-    runType: "snapshot_capture",
-    targetObjectId: run.id,
-    itemIds: [],
-  });
-  const twice = await client.startRun({
-    tenant,
-    runType: "snapshot_capture",
-    targetObjectId: run.id,
-    itemIds: [],
-  });
-  assert.equal(twice.run?.id, again.run?.id);
+});
+
+test("an identical StartRun while the run is active reuses it", idle, async () => {
+  // A server no worker serves: its runs stay queued, so the second call
+  // meets an active run whatever the machine's speed.
+  const client = new RunsClient(idleTarget!, { token });
+  const options = { tenant, runType: "snapshot_capture", targetObjectId: `ts-${Date.now()}` };
+  const first = await client.startRun(options);
+  const second = await client.startRun(options);
+  assert.equal(first.reused, false);
+  assert.equal(second.reused, true);
+  assert.equal(second.run?.id, first.run?.id);
+  assert.equal(second.run?.status, RunStatus.QUEUED);
 });
 
 test("invalid input rejects with INVALID_ARGUMENT naming the field", live, async () => {
