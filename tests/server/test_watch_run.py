@@ -29,10 +29,12 @@ def watch_request(run: runs_pb2.RunRecord, after: int | None = None) -> runs_pb2
 
 
 def test_grpcurl_streams_queued_running_progress_terminal(make_stack):
+    # Batches 0.4 s apart: far enough that a loaded machine still shows
+    # progress between them (a watcher that lags is handed only the newest).
     stack = make_stack(
         RUNSVC_BATCH_SIZE="2",
         RUNSVC_TENANT_SOURCE=SCRIPTED,
-        RUNSVC_TEST_SOURCE_DELAY="0.05",
+        RUNSVC_TEST_SOURCE_DELAY="0.2",
     )
     stack.start_server()
     tenant = seed_tenant(stack.database_url, policies=8)
