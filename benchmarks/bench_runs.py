@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -50,6 +51,13 @@ def service_env(database_url: str, **overrides: str) -> dict[str, str]:
     }
 
 
+@dataclass
+class Server:
+    process: ServiceProcess
+    target: str
+    stub: runs_pb2_grpc.RunServiceStub
+
+
 class Bench:
     """Processes started for the benchmark, all stopped at the end."""
 
@@ -64,13 +72,13 @@ class Bench:
         self._stack.callback(process.stop)
         return process
 
-    def server(self, env: dict[str, str]) -> tuple[ServiceProcess, runs_pb2_grpc.RunServiceStub]:
+    def server(self, env: dict[str, str]) -> Server:
         process, target = start_server(env, self.log_dir)
         self._keep(process)
         channel = grpc.insecure_channel(target)
         self._stack.callback(channel.close)
         authed = grpc.intercept_channel(channel, BearerToken(self.token))
-        return process, runs_pb2_grpc.RunServiceStub(authed)
+        return Server(process, target, runs_pb2_grpc.RunServiceStub(authed))
 
     def worker(self, env: dict[str, str], threads: int = 4) -> None:
         self._keep(start_worker(env, self.log_dir, threads=threads))
@@ -100,7 +108,7 @@ def report(name: str, samples_ms: list[float]) -> None:
 def bench_start_run(bench: Bench, n: int) -> None:
     # No worker reads this queue: runs stay queued, so reuse can be measured.
     env = service_env(bench.database_url, RUNSVC_REDISPATCH_SECONDS="86400")
-    _, stub = bench.server(env)
+    stub = bench.server(env).stub
     tenant = seed_tenant(bench.database_url, policies=1, prefix="bench")
     start(stub, tenant.external_id, "snapshot_capture", payload_hash="warm-up")
     report(
@@ -135,7 +143,7 @@ def bench_start_run(bench: Bench, n: int) -> None:
 
 def run_items(bench: Bench, policies: int, batch_size: int) -> tuple[float, int]:
     env = service_env(bench.database_url, RUNSVC_BATCH_SIZE=str(batch_size))
-    _, stub = bench.server(env)
+    stub = bench.server(env).stub
     bench.worker(env, threads=1)
     tenant = seed_tenant(bench.database_url, policies=policies, prefix="bench")
     began = time.perf_counter()
@@ -203,24 +211,24 @@ async def hold_watchers(
 
 def bench_watchers(bench: Bench, n: int) -> None:
     env = service_env(bench.database_url, RUNSVC_REDISPATCH_SECONDS="86400")
-    server, stub = bench.server(env)
+    server = bench.server(env)
     tenant = seed_tenant(bench.database_url, policies=1, prefix="bench")
-    run = start(stub, tenant.external_id, "snapshot_capture").run
+    run = start(server.stub, tenant.external_id, "snapshot_capture").run
     time.sleep(1)
-    before = rss_kib(server.pid)
+    before = rss_kib(server.process.pid)
     opened: dict[str, int] = {}
 
     def measure() -> None:
         time.sleep(1)
-        opened["rss"] = rss_kib(server.pid)
+        opened["rss"] = rss_kib(server.process.pid)
         with psycopg.connect(bench.database_url) as conn:
             opened["listeners"] = conn.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
-                (f"runsvc-watch-hub:{server.pid}",),
+                (f"runsvc-watch-hub:{server.process.pid}",),
             ).fetchone()[0]
 
     fan_out = asyncio.run(
-        hold_watchers(server_target(server), run, n, measure, bench.database_url, bench.token)
+        hold_watchers(server.target, run, n, measure, bench.database_url, bench.token)
     )
     per_watcher = (opened["rss"] - before) / n
     print(
@@ -229,11 +237,6 @@ def bench_watchers(bench: Bench, n: int) -> None:
     )
     print(f"{'LISTEN connections for those streams':<44} {opened['listeners']:8d}")
     print(f"{'one change reaches all ' + str(n) + ' watchers':<44} {fan_out * 1000:8.0f} ms")
-
-
-def server_target(server: ServiceProcess) -> str:
-    match = server.wait_for(r"listening on (\S+:\d+)")
-    return match[1]
 
 
 @contextmanager

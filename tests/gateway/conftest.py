@@ -4,6 +4,7 @@ the stack's token the way legacy callers do, in the Authorization header."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Iterator
@@ -88,9 +89,8 @@ def make_gateway(log_dir: Path) -> Iterator:
             gateway.process.stop()
 
 
-@pytest.fixture(scope="session")
-def gateway(stack: Stack, log_dir: Path) -> Iterator[Gateway]:
-    """In front of the shared stack (server and worker): runs finish."""
+@contextlib.contextmanager
+def _gateway_for(stack: Stack, log_dir: Path) -> Iterator[Gateway]:
     started = start_gateway(stack.target, log_dir, "--heartbeat", "1", stack=stack)
     try:
         yield started
@@ -99,13 +99,17 @@ def gateway(stack: Stack, log_dir: Path) -> Iterator[Gateway]:
 
 
 @pytest.fixture(scope="session")
+def gateway(stack: Stack, log_dir: Path) -> Iterator[Gateway]:
+    """In front of the shared stack (server and worker): runs finish."""
+    with _gateway_for(stack, log_dir) as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
 def idle_gateway(idle_stack: Stack, log_dir: Path) -> Iterator[Gateway]:
     """In front of the idle stack (no worker): runs stay queued."""
-    started = start_gateway(idle_stack.target, log_dir, "--heartbeat", "1", stack=idle_stack)
-    try:
+    with _gateway_for(idle_stack, log_dir) as started:
         yield started
-    finally:
-        started.process.stop()
 
 
 @pytest.fixture

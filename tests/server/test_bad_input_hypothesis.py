@@ -37,7 +37,12 @@ SQL = [
     "NULL",
     "tenant' UNION SELECT secret_hash FROM api_tokens --",
 ]
-EXAMPLES = 150
+# Real calls over a socket: no per-example deadline; the fixtures are shared.
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 # Lone surrogates cannot be encoded in a protobuf string at all (the client
 # refuses them), so they are left out; every other code point may appear.
@@ -101,11 +106,7 @@ def call(method, request) -> tuple[grpc.StatusCode, object]:
         return error.code(), error
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@FUZZ
 @given(data=st.data())
 def test_start_run_answers_safely_and_refusals_write_nothing(data, fuzz, database_url):
     tenant, callers, _ = fuzz
@@ -135,11 +136,7 @@ def test_start_run_answers_safely_and_refusals_write_nothing(data, fuzz, databas
         assert "Traceback" not in answer.details() and "psycopg" not in answer.details()
 
 
-@settings(
-    max_examples=EXAMPLES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@FUZZ
 @given(data=st.data())
 def test_get_run_answers_safely(data, fuzz, database_url):
     tenant, callers, existing = fuzz

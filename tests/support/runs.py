@@ -6,6 +6,8 @@ import time
 
 from tenantpilot.runs.v1 import runs_pb2, runs_pb2_grpc
 
+from runsvc_client.requests import start_run_request
+
 TERMINAL = {runs_pb2.RUN_STATUS_SUCCEEDED, runs_pb2.RUN_STATUS_PARTIAL, runs_pb2.RUN_STATUS_FAILED}
 
 
@@ -19,16 +21,8 @@ def start(
     item_ids: list[str] | None = None,
     timeout: float = 10,
 ) -> runs_pb2.StartRunResponse:
-    options = runs_pb2.RunStartRequest()
-    if target is not None:
-        options.target_object_id = target
-    if payload_hash is not None:
-        options.payload_hash = payload_hash
-    if item_ids is not None:
-        options.item_ids.SetInParent()
-        options.item_ids.values.extend(item_ids)
-    request = runs_pb2.StartRunRequest(
-        tenant_external_id=tenant, run_type=run_type, options=options
+    request = start_run_request(
+        tenant, run_type, target_object_id=target, payload_hash=payload_hash, item_ids=item_ids
     )
     return stub.StartRun(request, timeout=timeout)
 
