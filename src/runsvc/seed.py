@@ -20,7 +20,7 @@ from typing import Any
 
 import psycopg
 
-from runsvc.source.port import LivePolicy
+from runsvc.model import LivePolicy
 from runsvc.store import domain
 from runsvc.validation import MAX_TARGET_LEN, MAX_TENANT_LEN
 

@@ -12,7 +12,7 @@ from typing import Any
 from psycopg import Connection
 from psycopg.types.json import Jsonb
 
-from runsvc.source.port import LivePolicy
+from runsvc.model import LivePolicy
 from runsvc.store.queries import QUERIES
 
 

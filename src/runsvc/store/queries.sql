@@ -181,16 +181,38 @@ SET policy_type = EXCLUDED.policy_type,
     payload = EXCLUDED.payload,
     updated_at = now();
 
--- name: live_policy_get
-SELECT lp.policy_id, lp.policy_type, lp.display_name, lp.payload
-FROM live_policies lp JOIN tenants t ON t.id = lp.tenant_id
-WHERE t.external_id = %(tenant)s AND lp.policy_id = %(policy_id)s;
-
--- name: live_policy_list_ids
+-- name: live_policy_page_ids
+-- One page of a tenant's policy ids after `after` ('' for the first), by
+-- the primary key: each page costs the same however far the listing is.
 SELECT lp.policy_id
-FROM live_policies lp JOIN tenants t ON t.id = lp.tenant_id
+FROM live_policies lp
+WHERE lp.tenant_id = (SELECT id FROM tenants WHERE external_id = %(tenant)s)
+  AND lp.policy_id > %(after)s
+ORDER BY lp.policy_id
+LIMIT %(limit)s;
+
+-- name: live_policy_get_many
+SELECT lp.policy_id, lp.policy_type, lp.display_name, lp.payload
+FROM live_policies lp
+WHERE lp.tenant_id = (SELECT id FROM tenants WHERE external_id = %(tenant)s)
+  AND lp.policy_id = ANY(%(policy_ids)s::text[]);
+
+-- name: live_policy_upsert_many
+-- Writes whole policies: writing the same batch twice leaves what writing
+-- it once does (the built-in source's writes are idempotent). No row comes
+-- back when the tenant is unknown.
+INSERT INTO live_policies (tenant_id, policy_id, policy_type, display_name, payload)
+SELECT t.id, p.policy_id, p.policy_type, p.display_name, p.payload
+FROM tenants t,
+     unnest(%(policy_ids)s::text[], %(policy_types)s::text[], %(display_names)s::text[],
+            %(payloads)s::jsonb[]) AS p(policy_id, policy_type, display_name, payload)
 WHERE t.external_id = %(tenant)s
-ORDER BY lp.policy_id;
+ON CONFLICT (tenant_id, policy_id) DO UPDATE
+SET policy_type = EXCLUDED.policy_type,
+    display_name = EXCLUDED.display_name,
+    payload = EXCLUDED.payload,
+    updated_at = now()
+RETURNING policy_id;
 
 -- name: policy_snapshot_capture
 -- Stores a snapshot unless one with the same payload exists; either way
