@@ -4,7 +4,8 @@ of the worker process (RUNSVC_TENANT_SOURCE=tests.support.scripted_source:create
 
 RUNSVC_TEST_SOURCE_DELAY        seconds each get_policies call takes
 RUNSVC_TEST_SOURCE_REJECT       policy ids whose write put_policies refuses (comma list)
-RUNSVC_TEST_SOURCE_TRANSIENT    how many times each policy's read fails transiently first
+RUNSVC_TEST_SOURCE_TRANSIENT    how many times a call that reads a policy fails transiently
+                                (SourceUnavailable) before that policy reads well
 RUNSVC_TEST_SOURCE_CRASH        policy ids whose get_policies call raises an unexpected
                                 error whose text holds a secret
 RUNSVC_TEST_SOURCE_CRASH_LIST   "1": list_policy_ids raises that error too (a run-level
@@ -33,6 +34,7 @@ from runsvc.source.port import (
     ItemFailure,
     PolicyIdPage,
     PutResult,
+    SourceUnavailable,
 )
 from runsvc.source.postgres import PostgresTenantSource
 
@@ -73,12 +75,12 @@ class ScriptedSource(PostgresTenantSource):
             self._never.wait()
         if self.crash.intersection(policy_ids):
             raise RuntimeError(SECRET_TEXT)
-        answer = dict(super().get_policies(tenant, policy_ids, deadline=deadline))
         with self._lock:
-            for policy_id in policy_ids:
-                if self._failures[policy_id] < self.transient:
-                    self._failures[policy_id] += 1
-                    answer[policy_id] = ItemFailure("THROTTLED", transient=True)
+            failing = [p for p in policy_ids if self._failures[p] < self.transient]
+            self._failures.update(failing)
+        if failing:
+            raise SourceUnavailable("throttled")
+        answer = dict(super().get_policies(tenant, policy_ids, deadline=deadline))
         for policy_id in self.bad_payload.intersection(policy_ids):
             policy = answer[policy_id]
             if isinstance(policy, LivePolicy):
