@@ -89,6 +89,11 @@ async def run_get_many(conn: AsyncConnection, run_ids: Sequence[uuid.UUID]) -> l
         return [Run.from_row(row) for row in await cur.fetchall()]
 
 
+async def run_dispatch_due_now(conn: AsyncConnection, run_id: uuid.UUID) -> None:
+    """The run's message could not be sent: the reaper sends it at its next pass."""
+    await conn.execute(QUERIES["run_dispatch_due_now"], {"run_id": run_id})
+
+
 # --- worker side (sync, caller's transaction) ------------------------------
 # The worker's queries name their columns: none carries requested_item_ids.
 
@@ -152,7 +157,7 @@ def run_lease_release(conn: Connection, run_id: uuid.UUID, *, owner: str, refund
     return conn.execute(QUERIES["run_lease_release"], params).fetchone() is not None
 
 
-def run_dispatch_due_now(conn: Connection, run_id: uuid.UUID) -> None:
+def run_dispatch_due_now_sync(conn: Connection, run_id: uuid.UUID) -> None:
     conn.execute(QUERIES["run_dispatch_due_now"], {"run_id": run_id})
 
 

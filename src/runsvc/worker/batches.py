@@ -133,6 +133,10 @@ class BatchLoop:
             )
             if progress is None:
                 # Another worker owns the run: this batch's writes roll back.
+                log.warning(
+                    "run %s: another worker owns the run; this batch's writes were refused",
+                    self.ctx.run_id,
+                )
                 raise LeaseLost()
         return progress
 

@@ -72,7 +72,7 @@ class Executor:
         if self.stop.requested:
             # Taking no new work: leave the run due for another worker.
             with self._connection() as conn:
-                store.run_dispatch_due_now(conn, run_id)
+                store.run_dispatch_due_now_sync(conn, run_id)
             return None
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         with self._connection() as conn:
