@@ -51,14 +51,14 @@ def test_stopped_worker_gives_its_run_to_another(make_stack, how):
     stack = slow_stack(make_stack)
     stack.start_server()
     first = stack.start_worker(threads=1)
-    tenant = seed_tenant(stack.database_url, policies=300)
+    tenant = seed_tenant(stack.database_url, policies=150)
     stub = stack.stub()
     run = start(stub, tenant.external_id, "snapshot_capture").run
     wait_until(lambda: get(stub, run).counts.succeeded >= 10)
     owner = lease_owner(stack.database_url, run.id)
     assert owner is not None and f":{os.getpid()}:" not in owner
     second = stack.start_worker(threads=1)
-    assert get(stub, run).counts.succeeded < 300, "the run must still be in progress"
+    assert get(stub, run).counts.succeeded < 150, "the run must still be in progress"
 
     signalled = time.monotonic()
     send_stop(first, how)
@@ -67,44 +67,57 @@ def test_stopped_worker_gives_its_run_to_another(make_stack, how):
     assert exited_after <= GRACE + 5
     assert "given back" in first.output()
     # Another worker takes it at once (the stopping one sent it again).
-    wait_until(lambda: lease_owner(stack.database_url, run.id) not in (None, owner), timeout=15)
+    wait_until(lambda: f"run {run.id} claimed" in second.output(), timeout=15)
 
     final = wait_terminal(stub, run, timeout=90)
     assert final.status == runs_pb2.RUN_STATUS_SUCCEEDED
-    assert (final.counts.total, final.counts.succeeded, final.counts.failed) == (300, 300, 0)
+    assert (final.counts.total, final.counts.succeeded, final.counts.failed) == (150, 150, 0)
     book = run_bookkeeping(stack.database_url, run.id)
-    assert book["outcomes"] == {"succeeded": 300}
+    assert book["outcomes"] == {"succeeded": 150}
     assert book["attempts"] == 1, "a cooperative stop is not a failed attempt"
-    assert snapshot_count(stack.database_url, tenant.external_id) == 300
+    assert snapshot_count(stack.database_url, tenant.external_id) == 150
     assert "Killing worker process" not in first.output()
     second.stop()
 
 
 def test_ten_stops_in_a_row_do_not_exhaust_the_attempts(make_stack):
-    stack = slow_stack(make_stack)  # RUNSVC_MAX_ATTEMPTS stays at its default (5)
+    # RUNSVC_MAX_ATTEMPTS stays at its default (5). Each worker boots while
+    # the one before it works, then that one is stopped: a rolling deploy.
+    stack = make_stack(
+        own_database=True,
+        RUNSVC_TENANT_SOURCE=SCRIPTED,
+        RUNSVC_TEST_SOURCE_DELAY="0.25",
+        RUNSVC_BATCH_SIZE="2",
+    )
     stack.start_server()
-    tenant = seed_tenant(stack.database_url, policies=400)
+    tenant = seed_tenant(stack.database_url, policies=320)
     stub = stack.stub()
     run = start(stub, tenant.external_id, "snapshot_capture").run
-
+    working = stack.start_worker(threads=1)
+    wait_until(lambda: get(stub, run).counts.succeeded > 0)
+    stopped = []
     for round_ in range(10):
-        worker = stack.start_worker(threads=1)
-        reached = get(stub, run).counts.succeeded
-        wait_until(lambda reached=reached: get(stub, run).counts.succeeded >= reached + 5)
+        next_worker = stack.start_worker(threads=1)
+        owner = lease_owner(stack.database_url, run.id)
         if round_ % 2:
-            worker.signal_group(signal.SIGTERM)
+            working.signal_group(signal.SIGTERM)
         else:
-            os.kill(worker.pid, signal.SIGTERM)
-        worker.proc.wait(timeout=GRACE + 5)
-        assert get(stub, run).status == runs_pb2.RUN_STATUS_RUNNING
+            os.kill(working.pid, signal.SIGTERM)
+        stopped.append(working)
+        working = next_worker
+        wait_until(lambda w=working: f"run {run.id} claimed" in w.output())
+        assert lease_owner(stack.database_url, run.id) != owner
+        assert get(stub, run).status == runs_pb2.RUN_STATUS_RUNNING, "the run ended too soon"
 
-    stack.start_worker(threads=1)
     final = wait_terminal(stub, run, timeout=120)
     assert final.status == runs_pb2.RUN_STATUS_SUCCEEDED
-    assert (final.counts.total, final.counts.succeeded, final.counts.failed) == (400, 400, 0)
+    assert (final.counts.total, final.counts.succeeded, final.counts.failed) == (320, 320, 0)
     book = run_bookkeeping(stack.database_url, run.id)
-    assert book["outcomes"] == {"succeeded": 400}
+    assert book["outcomes"] == {"succeeded": 320}
     assert book["attempts"] == 1
+    for worker in stopped:
+        worker.proc.wait(timeout=GRACE + 5)
+        assert worker.output().count("given back: this worker is stopping") == 1
 
 
 def test_messages_that_arrive_while_a_worker_boots_are_not_lost(make_stack):
