@@ -102,14 +102,16 @@ class BatchLoop:
                 self._record(page[:middle], fetched)
                 return self._record(page[middle:], fetched)
             log.warning("run %s item failed: %s", self.ctx.run_id, describe_exception(exc))
-            return self._record_once(page, None)
+            return self._record_once(page, fetched, broken=True)
 
-    def _record_once(self, page: list[tuple[int, str]], fetched: object | None) -> Progress:
+    def _record_once(
+        self, page: list[tuple[int, str]], fetched: object, *, broken: bool = False
+    ) -> Progress:
         """One transaction: the handler's writes, the outcomes, the counts.
-        With `fetched` None the items fail as INTERNAL_ERROR, writing nothing else."""
+        A `broken` item fails as INTERNAL_ERROR, writing nothing else."""
         item_ids = [item_id for _, item_id in page]
         with self.pool.connection() as conn, conn.transaction():
-            if fetched is None:
+            if broken:
                 results = [ItemResult.failed(safe_errors.INTERNAL_ERROR)] * len(page)
             else:
                 results = self.handler.record(self.ctx, conn, item_ids, fetched)
