@@ -135,12 +135,20 @@ WHERE id = %(run_id)s AND lease_owner = %(owner)s AND status = 'running' AND NOT
 RETURNING total;
 
 -- name: run_items_pending_page
--- The next page of the work list: items after `after` without an outcome,
--- by the primary key, so a page costs the same however long the run is.
+-- The next page of the work list: items without an outcome among the
+-- positions after `after`, at most `limit` of them. A bounded range of the
+-- primary key, whatever the table's statistics say: a page costs the same
+-- however long the run is (positions are dense, so a range holds a page).
 SELECT position, item_id FROM run_items
-WHERE run_id = %(run_id)s AND position > %(after)s AND outcome IS NULL
-ORDER BY position
-LIMIT %(limit)s;
+WHERE run_id = %(run_id)s AND position > %(after)s AND position <= %(after)s + %(limit)s
+  AND outcome IS NULL
+ORDER BY position;
+
+-- name: run_items_next_pending
+-- Where the work list goes on after `after` (a resumed run, or a range
+-- whose items all have outcomes); NULL when every item has one.
+SELECT min(position) FROM run_items
+WHERE run_id = %(run_id)s AND position > %(after)s AND outcome IS NULL;
 
 -- name: run_items_record
 -- Records a batch of outcomes; an outcome already recorded is kept (each
@@ -149,7 +157,11 @@ UPDATE run_items AS ri
 SET outcome = b.outcome, error_code = b.error_code, detail = b.detail, finished_at = now()
 FROM unnest(%(positions)s::integer[], %(outcomes)s::text[], %(error_codes)s::text[],
             %(details)s::jsonb[]) AS b(position, outcome, error_code, detail)
-WHERE ri.run_id = %(run_id)s AND ri.position = b.position AND ri.outcome IS NULL
+WHERE ri.run_id = %(run_id)s
+  -- The batch's range of the primary key: a bounded scan, whatever the
+  -- table's statistics say.
+  AND ri.position BETWEEN %(first)s AND %(last)s
+  AND ri.position = b.position AND ri.outcome IS NULL
 RETURNING ri.outcome;
 
 -- name: run_items_fail_pending

@@ -195,6 +195,13 @@ def run_items_pending_page(
     return [(position, item_id) for position, item_id in rows]
 
 
+def run_items_next_pending(conn: Connection, run_id: uuid.UUID, *, after: int) -> int | None:
+    row = conn.execute(
+        QUERIES["run_items_next_pending"], {"run_id": run_id, "after": after}
+    ).fetchone()
+    return row[0]
+
+
 def run_items_record(
     conn: Connection, run_id: uuid.UUID, outcomes: Sequence[ItemOutcome]
 ) -> tuple[int, int]:
@@ -203,6 +210,8 @@ def run_items_record(
         QUERIES["run_items_record"],
         {
             "run_id": run_id,
+            "first": min(o.position for o in outcomes),
+            "last": max(o.position for o in outcomes),
             "positions": [o.position for o in outcomes],
             "outcomes": ["succeeded" if o.succeeded else "failed" for o in outcomes],
             "error_codes": [o.error_code for o in outcomes],

@@ -80,8 +80,13 @@ class BatchLoop:
                 page = store.run_items_pending_page(
                     conn, self.ctx.run_id, after=after, limit=self.sizer.size
                 )
-            if not page:
-                return LoopEnd(progress, cancelled=False)
+                if not page:
+                    # Done already up to here (a resumed run): skip ahead.
+                    following = store.run_items_next_pending(conn, self.ctx.run_id, after=after)
+                    if following is None:
+                        return LoopEnd(progress, cancelled=False)
+                    after = following - 1
+                    continue
             after = page[-1][0]
             began = time.monotonic()
             fetched = self.handler.fetch(self.ctx, [item_id for _, item_id in page])
