@@ -215,7 +215,7 @@ def run_items_record(
             "positions": [o.position for o in outcomes],
             "outcomes": ["succeeded" if o.succeeded else "failed" for o in outcomes],
             "error_codes": [o.error_code for o in outcomes],
-            "details": [Jsonb(o.detail) if o.detail is not None else None for o in outcomes],
+            "details": Jsonb([o.detail for o in outcomes]),
         },
     ).fetchall()
     succeeded = sum(1 for (outcome,) in rows if outcome == "succeeded")
