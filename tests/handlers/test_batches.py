@@ -96,3 +96,34 @@ def test_the_built_in_source_answers_per_item_and_writes_idempotently(pool, data
     assert rejected.value.code == "TENANT_NOT_FOUND"
     with pytest.raises(SourceTimeout):
         source.get_policies(tenant.external_id, ["pol-00001"], deadline=Deadline.after(0))
+
+
+def test_work_list_pages_and_outcomes_past_smallint_positions(pool, database_url):
+    # A run of a million items has positions far past 32,767: the page and
+    # record statements must not do their range arithmetic in smallint.
+    from runsvc.store import runs as store
+    from runsvc.store.runs import ItemOutcome
+    from tests.support.db import query_one
+
+    run_id = query_one(
+        database_url,
+        "INSERT INTO runs (tenant_external_id, run_type, status, started_at, lease_owner, "
+        "lease_expires_at, items_resolved, total, dispatch_due_at) VALUES ('t', "
+        "'snapshot_capture', 'running', now(), 'me', now() + interval '1 hour', true, 5, now()) "
+        "RETURNING id",
+    )[0]
+    query_one(
+        database_url,
+        "INSERT INTO run_items (run_id, position, item_id) "
+        "SELECT %s, g, 'item-' || g FROM generate_series(999995, 999999) g RETURNING 1",
+        run_id,
+    )
+    with pool.connection() as conn:
+        # 32,000 travels as a smallint: 32,000 + 1,000 overflowed once.
+        assert store.run_items_pending_page(conn, run_id, after=32_000, limit=1000) == []
+        assert store.run_items_next_pending(conn, run_id, after=40_000) == 999_995
+        page = store.run_items_pending_page(conn, run_id, after=999_994, limit=1000)
+        assert [p for p, _ in page] == list(range(999_995, 1_000_000))
+        outcomes = [ItemOutcome(p, True) for p, _ in page]
+        assert store.run_items_record(conn, run_id, outcomes) == (5, 0)
+        assert store.run_items_next_pending(conn, run_id, after=0) is None

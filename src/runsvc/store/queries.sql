@@ -121,7 +121,7 @@ RETURNING runs.total;
 -- One page of the default work list, at positions from `first_position`;
 -- an id listed already is skipped. The caller's transaction fences it.
 INSERT INTO run_items (run_id, position, item_id)
-SELECT %(run_id)s, %(first_position)s + t.ord - 1, t.item_id
+SELECT %(run_id)s, %(first_position)s::integer + t.ord - 1, t.item_id
 FROM unnest(%(item_ids)s::text[]) WITH ORDINALITY AS t(item_id, ord)
 ON CONFLICT DO NOTHING;
 
@@ -140,7 +140,8 @@ RETURNING total;
 -- primary key, whatever the table's statistics say: a page costs the same
 -- however long the run is (positions are dense, so a range holds a page).
 SELECT position, item_id FROM run_items
-WHERE run_id = %(run_id)s AND position > %(after)s AND position <= %(after)s + %(limit)s
+WHERE run_id = %(run_id)s AND position > %(after)s::integer
+  AND position <= %(after)s::integer + %(limit)s::integer
   AND outcome IS NULL
 ORDER BY position;
 
@@ -148,7 +149,7 @@ ORDER BY position;
 -- Where the work list goes on after `after` (a resumed run, or a range
 -- whose items all have outcomes); NULL when every item has one.
 SELECT min(position) FROM run_items
-WHERE run_id = %(run_id)s AND position > %(after)s AND outcome IS NULL;
+WHERE run_id = %(run_id)s AND position > %(after)s::integer AND outcome IS NULL;
 
 -- name: run_items_record
 -- Records a batch of outcomes; an outcome already recorded is kept (each
@@ -163,7 +164,7 @@ FROM ROWS FROM (unnest(%(positions)s::integer[]), unnest(%(outcomes)s::text[]),
 WHERE ri.run_id = %(run_id)s
   -- The batch's range of the primary key: a bounded scan, whatever the
   -- table's statistics say.
-  AND ri.position BETWEEN %(first)s AND %(last)s
+  AND ri.position BETWEEN %(first)s::integer AND %(last)s::integer
   AND ri.position = b.position AND ri.outcome IS NULL
 RETURNING ri.outcome;
 
