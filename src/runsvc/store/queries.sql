@@ -169,10 +169,14 @@ WHERE ri.run_id = %(run_id)s
 RETURNING ri.outcome;
 
 -- name: run_items_fail_pending
--- A run-level error or a cancel fails every item that has no outcome yet.
+-- A run-level error or a cancel fails the items without an outcome, a
+-- bounded range of positions at a time (a short statement however long
+-- the run): from `first` on, `span` positions.
 UPDATE run_items
 SET outcome = 'failed', error_code = %(error_code)s, finished_at = now()
-WHERE run_id = %(run_id)s AND outcome IS NULL;
+WHERE run_id = %(run_id)s
+  AND position >= %(first)s::integer AND position < %(first)s::integer + %(span)s::integer
+  AND outcome IS NULL;
 
 -- name: run_items_failed_sample
 SELECT item_id, error_code FROM run_items

@@ -222,9 +222,13 @@ def run_items_record(
     return succeeded, len(rows) - succeeded
 
 
-def run_items_fail_pending(conn: Connection, run_id: uuid.UUID, *, error_code: str) -> int:
+def run_items_fail_pending(
+    conn: Connection, run_id: uuid.UUID, *, error_code: str, first: int, span: int
+) -> int:
+    """Fails the items without an outcome among `span` positions from `first`."""
+    params = {"run_id": run_id, "error_code": error_code, "first": first, "span": span}
     with conn.cursor() as cur:
-        cur.execute(QUERIES["run_items_fail_pending"], {"run_id": run_id, "error_code": error_code})
+        cur.execute(QUERIES["run_items_fail_pending"], params)
         return cur.rowcount
 
 

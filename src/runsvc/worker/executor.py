@@ -34,6 +34,9 @@ from runsvc.worker.stop import StopSignal
 
 log = logging.getLogger(__name__)
 
+# Positions per statement when a cancel or a run-level error fails the rest.
+FAIL_SPAN = 5000
+
 
 class Executor:
     def __init__(
@@ -87,12 +90,13 @@ class Executor:
         keeper.start()
         guard = Guard(self.stop, keeper)
         try:
-            if claim.attempts > self.settings.max_attempts:
-                error = RunError(safe_errors.ATTEMPTS_EXHAUSTED, {"attempts": claim.attempts - 1})
+            try:
+                if claim.attempts > self.settings.max_attempts:
+                    attempts = claim.attempts - 1
+                    raise RunError(safe_errors.ATTEMPTS_EXHAUSTED, {"attempts": attempts})
+                return self._execute(claim, owner, guard)
+            except RunError as error:
                 return self._finish_with_error(claim, owner, error)
-            return self._execute(claim, owner, guard)
-        except RunError as error:
-            return self._finish_with_error(claim, owner, error)
         except LeaseLost:
             log.warning(
                 "run %s: lease lost; the batch in hand was not recorded, another worker "
@@ -200,13 +204,30 @@ class Executor:
         log.info("run %s %s: %d/%d succeeded", claim.id, status, finished.succeeded, finished.total)
         return finished
 
+    def _fail_pending(self, run_id: uuid.UUID, owner: str, code: str) -> int:
+        """Fails every item without an outcome with `code`, range by range,
+        each in a short transaction fenced by the lease owner; how many."""
+        failed = 0
+        with self._connection() as conn:
+            first = store.run_items_next_pending(conn, run_id, after=-1)
+        while first is not None:
+            with self._connection() as conn, conn.transaction():
+                failed += store.run_items_fail_pending(
+                    conn, run_id, error_code=code, first=first, span=FAIL_SPAN
+                )
+                renewed = store.run_lease_renew(
+                    conn, run_id, owner=owner, lease_seconds=self.settings.lease_seconds
+                )
+                if renewed is None:
+                    raise LeaseLost()
+                first = store.run_items_next_pending(conn, run_id, after=first + FAIL_SPAN - 1)
+        return failed
+
     def _finish_cancelled(self, claim: ClaimedRun, owner: str, progress: Progress) -> Run:
         """A cancel asked for through the database: every item never
         attempted fails with CANCELLED, and the run ends failed."""
+        cancelled = self._fail_pending(claim.id, owner, safe_errors.CANCELLED)
         with self._connection() as conn, conn.transaction():
-            cancelled = store.run_items_fail_pending(
-                conn, claim.id, error_code=safe_errors.CANCELLED
-            )
             error = cancelled_error(cancelled, progress.failed + cancelled, progress.total)
             finished = store.run_finish(
                 conn, claim.id, owner=owner, status=RunStatus.FAILED, safe_error=error
@@ -218,10 +239,10 @@ class Executor:
 
     def _finish_with_error(self, claim: ClaimedRun, owner: str, error: RunError) -> Run | None:
         code = safe_errors.safe_code(error.code)
+        if claim.items_resolved:
+            self._fail_pending(claim.id, owner, code)
         with self._connection() as conn, conn.transaction():
-            if claim.items_resolved:
-                store.run_items_fail_pending(conn, claim.id, error_code=code)
-            else:
+            if not claim.items_resolved:
                 # A work list half written (or none): the run ends with no items.
                 store.run_items_reset(conn, claim.id, owner=owner)
             finished = store.run_finish(
