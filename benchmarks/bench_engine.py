@@ -79,13 +79,12 @@ def new_run(url: str, tenant: str, run_type: RunType, items: int | None, target=
         ).fetchone()[0]
 
 
-def finished(url: str, run_id: uuid.UUID) -> tuple[str, int, int, float]:
-    with psycopg.connect(url) as conn:
-        return conn.execute(
-            "SELECT status, total, succeeded, "
-            "coalesce(extract(epoch FROM finished_at - started_at), 0) FROM runs WHERE id = %s",
-            (run_id,),
-        ).fetchone()
+def finished(conn: psycopg.Connection, run_id: uuid.UUID) -> tuple[str, int, int, float]:
+    return conn.execute(
+        "SELECT status, total, succeeded, "
+        "coalesce(extract(epoch FROM finished_at - started_at), 0) FROM runs WHERE id = %s",
+        (run_id,),
+    ).fetchone()
 
 
 # --- the figures ---------------------------------------------------------------
@@ -184,8 +183,10 @@ def million_run(url: str, n: int) -> None:
         dispatcher.send(run_id)
         dispatcher.close()
         peak = 0.0
+        # One connection for the whole wait: a shared Postgres may have few to spare.
+        watcher = psycopg.connect(url, autocommit=True)
         while True:
-            status, total, succeeded, seconds = finished(url, run_id)
+            status, total, succeeded, seconds = finished(watcher, run_id)
             for pid in worker_processes(worker.pid):
                 with contextlib.suppress(OSError):
                     peak = max(peak, peak_rss_mb(pid))
@@ -195,6 +196,7 @@ def million_run(url: str, n: int) -> None:
                 raise TimeoutError("the million-item run took over an hour")
             time.sleep(1)
         wall = time.monotonic() - began
+        watcher.close()
         print(
             f"{n:,}-item snapshot_capture run: {status}, {succeeded:,}/{total:,} in "
             f"{wall:.1f} s wall ({seconds:.1f} s from claim to end), "
