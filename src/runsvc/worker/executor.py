@@ -8,11 +8,9 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import psycopg
-from psycopg import Connection
 from psycopg_pool import ConnectionPool
 
 from runsvc import safe_errors
@@ -62,11 +60,6 @@ class Executor:
             base_delay=settings.source_retry_base_seconds,
         )
 
-    @contextmanager
-    def _connection(self) -> Iterator[Connection]:
-        with self.pool.connection() as conn:
-            yield conn
-
     def execute(self, run_id: uuid.UUID) -> Run | None:
         """Runs the run to its end if it can be claimed; returns the final
         record, or None when it was not claimable (a duplicate message, a run
@@ -74,11 +67,11 @@ class Executor:
         given back (a stop, a lost lease, an unexpected error)."""
         if self.stop.requested:
             # Taking no new work: leave the run due for another worker.
-            with self._connection() as conn:
+            with self.pool.connection() as conn:
                 store.run_dispatch_due_now_sync(conn, run_id)
             return None
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-        with self._connection() as conn:
+        with self.pool.connection() as conn:
             claim = store.run_claim(
                 conn, run_id, owner=owner, lease_seconds=self.settings.lease_seconds
             )
@@ -123,13 +116,13 @@ class Executor:
 
     def _execute(self, claim: ClaimedRun, owner: str, guard: Guard) -> Run:
         handler = self.handlers[claim.run_type]
-        with self._connection() as conn:
+        with self.pool.connection() as conn:
             tenant_id = domain.tenant_get_id(conn, claim.tenant_external_id)
             if tenant_id is None:
                 raise RunError(safe_errors.TENANT_NOT_FOUND)
             source = GuardedSource(self.source, claim.tenant_external_id, guard, self.source_policy)
             ctx = RunContext(
-                run=claim, tenant_id=tenant_id, source=source, connection=self._connection
+                run=claim, tenant_id=tenant_id, source=source, connection=self.pool.connection
             )
             handler.check(ctx, conn)
         progress = Progress(claim.total, claim.succeeded, claim.failed, claim.cancel_requested)
@@ -157,19 +150,19 @@ class Executor:
         each page in a short transaction fenced by the lease owner."""
         run_id = ctx.run_id
         if ctx.run.items_requested:
-            with self._connection() as conn:
+            with self.pool.connection() as conn:
                 total = store.run_items_insert_requested(conn, run_id, owner=owner)
             if total is None:
                 raise LeaseLost()
             return total
-        with self._connection() as conn:
+        with self.pool.connection() as conn:
             store.run_items_reset(conn, run_id, owner=owner)
         total = 0
         position = 0
         try:
             for page in handler.default_items(ctx):
                 guard.check()
-                with self._connection() as conn, conn.transaction():
+                with self.pool.connection() as conn, conn.transaction():
                     total += store.run_items_append(conn, run_id, page, first_position=position)
                     if (
                         store.run_lease_renew(
@@ -181,7 +174,7 @@ class Executor:
                 position += len(page)
         except SourceRejected as rejected:
             raise RunError(safe_errors.safe_code(rejected.code)) from None
-        with self._connection() as conn:
+        with self.pool.connection() as conn:
             if not store.run_items_resolved(conn, run_id, owner=owner, total=total):
                 raise LeaseLost()
         log.info("run %s: %d items", run_id, total)
@@ -190,7 +183,7 @@ class Executor:
     def _finish(self, claim: ClaimedRun, owner: str, progress: Progress) -> Run:
         status = final_status(progress.succeeded, progress.failed)
         safe_error: SafeError | None = None
-        with self._connection() as conn, conn.transaction():
+        with self.pool.connection() as conn, conn.transaction():
             if status is not RunStatus.SUCCEEDED:
                 failed_ids, codes = store.run_items_failed_summary(
                     conn, claim.id, sample=safe_errors.FAILED_SAMPLE
@@ -208,10 +201,10 @@ class Executor:
         """Fails every item without an outcome with `code`, range by range,
         each in a short transaction fenced by the lease owner; how many."""
         failed = 0
-        with self._connection() as conn:
+        with self.pool.connection() as conn:
             first = store.run_items_next_pending(conn, run_id, after=-1)
         while first is not None:
-            with self._connection() as conn, conn.transaction():
+            with self.pool.connection() as conn, conn.transaction():
                 failed += store.run_items_fail_pending(
                     conn, run_id, error_code=code, first=first, span=FAIL_SPAN
                 )
@@ -227,7 +220,7 @@ class Executor:
         """A cancel asked for through the database: every item never
         attempted fails with CANCELLED, and the run ends failed."""
         cancelled = self._fail_pending(claim.id, owner, safe_errors.CANCELLED)
-        with self._connection() as conn, conn.transaction():
+        with self.pool.connection() as conn, conn.transaction():
             error = cancelled_error(cancelled, progress.failed + cancelled, progress.total)
             finished = store.run_finish(
                 conn, claim.id, owner=owner, status=RunStatus.FAILED, safe_error=error
@@ -241,7 +234,7 @@ class Executor:
         code = safe_errors.safe_code(error.code)
         if claim.items_resolved:
             self._fail_pending(claim.id, owner, code)
-        with self._connection() as conn, conn.transaction():
+        with self.pool.connection() as conn, conn.transaction():
             if not claim.items_resolved:
                 # A work list half written (or none): the run ends with no items.
                 store.run_items_reset(conn, claim.id, owner=owner)
@@ -260,7 +253,7 @@ class Executor:
 
     def _release(self, run_id: uuid.UUID, owner: str, *, refund: bool) -> None:
         try:
-            with self._connection() as conn:
+            with self.pool.connection() as conn:
                 store.run_lease_release(conn, run_id, owner=owner, refund=refund)
         except psycopg.Error as exc:
             log.warning(
