@@ -38,8 +38,11 @@ def address(request: Request, *, with_run_id: bool) -> tuple[str, str, str]:
         except UnicodeDecodeError:
             raise invalid("", "the path is not UTF-8") from None
     params = request.path_params
-    run_id = params["runId"] if with_run_id else ""
-    return params["tenantExternalId"], params["runType"], run_id
+    return (
+        params["tenantExternalId"],
+        params.get("runType", ""),
+        params["runId"] if with_run_id else "",
+    )
 
 
 def check_start_run_type(run_type: str) -> None:
@@ -165,9 +168,8 @@ ITEM_OUTCOMES = {
 
 
 class Query:
-    """The query string of one request: only the named parameters, each
-    repeatable ones as lists; an empty value counts as absent (as HTML
-    forms send them)."""
+    """The query string of one request: only the named parameters; a
+    repeatable one as a list. An empty text value counts as absent."""
 
     def __init__(self, request: Request, allowed: set[str]) -> None:
         raw = request.scope.get("query_string", b"")
@@ -182,13 +184,16 @@ class Query:
             raise invalid(unknown[0], f"unknown query parameter; known: {known}")
 
     def values(self, name: str) -> list[str]:
-        return [value for value in self._params.getlist(name) if value != ""]
+        return self._params.getlist(name)
 
     def one(self, name: str) -> str | None:
         values = self.values(name)
         if len(values) > 1:
             raise invalid(name, "must be given once")
         return values[0] if values else None
+
+    def text(self, name: str) -> str | None:
+        return self.one(name) or None
 
     def choices(self, name: str, mapping: dict[str, int]) -> list[int]:
         chosen = []
@@ -238,9 +243,9 @@ def list_runs_request(request: Request, tenant: str) -> runs_pb2.ListRunsRequest
         run_types=query.values("runType"),
         statuses=query.choices("status", RUN_STATUSES),
         page_size=query.whole_number("pageSize"),
-        page_token=query.one("pageToken") or "",
+        page_token=query.text("pageToken") or "",
     )
-    target = query.one("targetObjectId")
+    target = query.text("targetObjectId")
     if target is not None:
         message.target_object_id = target
     if not query.time("createdAfter", message.created_after):
@@ -260,7 +265,7 @@ def list_items_request(
         run_id=run_id,
         outcomes=query.choices("outcome", ITEM_OUTCOMES),
         page_size=query.whole_number("pageSize"),
-        page_token=query.one("pageToken") or "",
+        page_token=query.text("pageToken") or "",
     )
 
 
