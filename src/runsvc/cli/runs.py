@@ -5,12 +5,12 @@ rich; `--json` prints the HTTP contract's JSON instead."""
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
 import time
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -130,39 +130,16 @@ class _Usage(Exception):
     """The settings cannot work (exit 2, like argparse)."""
 
 
-def _tls(args: argparse.Namespace) -> TLS | None:
-    if not (args.grpc_ca or args.grpc_cert or args.grpc_key):
-        return None
-    if not args.grpc_ca:
-        raise _Usage("--grpc-cert/--grpc-key need --grpc-ca (TLS)")
-    if bool(args.grpc_cert) != bool(args.grpc_key):
-        raise _Usage("mutual TLS needs both --grpc-cert and --grpc-key")
-
-    def read(path: str | None) -> bytes | None:
-        if path is None:
-            return None
-        try:
-            return Path(path).read_bytes()
-        except OSError as exc:
-            raise _Usage(f"cannot read {path}: {exc.strerror}") from None
-
-    return TLS(
-        ca=read(args.grpc_ca),
-        cert=read(args.grpc_cert),
-        key=read(args.grpc_key),
-        server_name=args.grpc_server_name,
-    )
-
-
 def run(args: argparse.Namespace) -> int:
     """Runs one `runsvc runs` action with a client built from the settings."""
     try:
         if not args.tenant:
             raise _Usage("no tenant: pass --tenant or set RUNSVC_TENANT")
+        tls = TLS.from_files(args.grpc_ca, args.grpc_cert, args.grpc_key, args.grpc_server_name)
         client = RunsClient(
-            args.grpc_target, token=args.token, tls=_tls(args), default_timeout=args.timeout
+            args.grpc_target, token=args.token, tls=tls, default_timeout=args.timeout
         )
-    except _Usage as problem:
+    except (_Usage, ValueError) as problem:
         print(f"runsvc runs: {problem}", file=sys.stderr)
         return 2
     out = Console(highlight=False, soft_wrap=args.json)
@@ -201,17 +178,14 @@ def _status(run: runs_pb2.RunRecord) -> Text:
 
 
 def _list(client: RunsClient, args: argparse.Namespace, out: Console) -> int:
-    found: list[runs_pb2.RunRecord] = []
-    for record in client.iter_runs(
+    runs = client.iter_runs(
         tenant=args.tenant,
         run_types=args.types,
         statuses=args.statuses,
         target_object_id=args.target,
         page_size=min(args.limit, 1000),
-    ):
-        found.append(record)
-        if len(found) == args.limit:
-            break
+    )
+    found = list(itertools.islice(runs, args.limit))
     if args.json:
         _emit(out, {"runs": [run_record(r) for r in found]})
         return 0
@@ -341,17 +315,14 @@ def _watch(client: RunsClient, args: argparse.Namespace, out: Console) -> int:
 
 
 def _items(client: RunsClient, args: argparse.Namespace, out: Console) -> int:
-    found: list[runs_pb2.RunItem] = []
-    for item in client.iter_run_items(
+    items = client.iter_run_items(
         tenant=args.tenant,
         run_type=args.run_type,
         run_id=args.run_id,
         outcomes=args.outcomes,
         page_size=min(args.limit, 1000),
-    ):
-        found.append(item)
-        if len(found) == args.limit:
-            break
+    )
+    found = list(itertools.islice(items, args.limit))
     if args.json:
         _emit(out, {"items": [run_item(i) for i in found]})
         return 0
