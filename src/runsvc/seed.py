@@ -58,7 +58,7 @@ def _text(value: Any, where: str, max_len: int = 256) -> str:
 
 def _tenant(value: Any, where: str) -> str:
     """A tenant id by the contract's rules for one (runs.proto)."""
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not value:
         raise SeedError(f"{where}: must be a non-empty string")
     try:
         check_tenant(value, where)
