@@ -10,6 +10,8 @@ RUNSVC_TEST_SOURCE_CRASH        policy ids whose get_policies call raises an une
                                 error whose text holds a secret
 RUNSVC_TEST_SOURCE_CRASH_LIST   "1": list_policy_ids raises that error too (a run-level
                                 failure, before any item exists)
+RUNSVC_TEST_SOURCE_GONE         policy id prefixes (comma list) that get_policies finds
+                                nowhere: policies listed, then deleted in the tenant
 RUNSVC_TEST_SOURCE_HANG         policy ids whose get_policies call never returns (it
                                 ignores its deadline, as a broken adapter would)
 RUNSVC_TEST_SOURCE_BAD_PAYLOAD  policy ids read back with a payload Postgres refuses
@@ -55,6 +57,7 @@ class ScriptedSource(PostgresTenantSource):
         self.bad_payload = _ids("RUNSVC_TEST_SOURCE_BAD_PAYLOAD")
         self.transient = int(os.environ.get("RUNSVC_TEST_SOURCE_TRANSIENT", "0"))
         self.crash_list = os.environ.get("RUNSVC_TEST_SOURCE_CRASH_LIST") == "1"
+        self.gone = tuple(_ids("RUNSVC_TEST_SOURCE_GONE"))
         self._failures: Counter[str] = Counter()
         self._lock = threading.Lock()
         self._never = threading.Event()
@@ -81,6 +84,8 @@ class ScriptedSource(PostgresTenantSource):
         if failing:
             raise SourceUnavailable("throttled")
         answer = dict(super().get_policies(tenant, policy_ids, deadline=deadline))
+        if self.gone:
+            answer.update({p: None for p in policy_ids if p.startswith(self.gone)})
         for policy_id in self.bad_payload.intersection(policy_ids):
             policy = answer[policy_id]
             if isinstance(policy, LivePolicy):
