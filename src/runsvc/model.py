@@ -81,3 +81,41 @@ class Run:
             finished_at=row["finished_at"],
             attempts=row["attempts"],
         )
+
+
+@dataclass(frozen=True, slots=True)
+class RunState:
+    """What callers see of a run (StartRun's answer, GetRun, WatchRun): the
+    status, counts, version and times; never the work list or the lease."""
+
+    id: uuid.UUID
+    tenant_external_id: str
+    run_type: RunType
+    status: RunStatus
+    total: int
+    succeeded: int
+    failed: int
+    safe_error: SafeError | None
+    version: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def from_tuple(cls, row: tuple[Any, ...]) -> RunState:
+        """From the columns the server's queries select, in their order."""
+        (run_id, tenant, run_type, status, total, succeeded, failed, error, version) = row[:9]
+        return cls(
+            run_id,
+            tenant,
+            RunType(run_type),
+            RunStatus(status),
+            total,
+            succeeded,
+            failed,
+            SafeError(error["code"], error.get("context") or {}) if error else None,
+            version,
+            row[9],
+            row[10],
+            row[11],
+        )

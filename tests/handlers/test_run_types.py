@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 
+import grpc
 import pytest
 from tenantpilot.runs.v1 import runs_pb2
 
-from tests.support.db import query_all, query_one
+from tests.support.db import count_runs, query_all, query_one
 from tests.support.runs import start, wait_terminal
 from tests.support.seeding import seed_tenant
 
@@ -137,11 +138,12 @@ def test_explicit_empty_item_list_is_a_run_of_nothing(stub, tenant):
     assert run.status == SUCCEEDED and counts(run) == (0, 0, 0)
 
 
-def test_unknown_tenant_fails_the_run_with_a_clear_code(stub):
-    run = run_to_end(stub, "no-such-tenant", "snapshot_capture")
-    assert run.status == FAILED
-    assert run.safe_error.code == "TENANT_NOT_FOUND"
-    assert counts(run) == (0, 0, 0)
+def test_unknown_tenant_is_not_found_at_start_and_nothing_is_written(stub, database_url):
+    # Failing fast (issue 9): no run that could only ever fail.
+    with pytest.raises(grpc.RpcError) as error:
+        start(stub, "no-such-tenant", "snapshot_capture")
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    assert count_runs(database_url, "no-such-tenant") == 0
 
 
 # --- backup_set_add_policies -----------------------------------------------

@@ -7,9 +7,7 @@ import asyncio
 import logging
 import os
 import signal
-import uuid
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import grpc
@@ -19,12 +17,13 @@ from grpc_reflection.v1alpha import reflection
 from psycopg_pool import AsyncConnectionPool
 from tenantpilot.runs.v1 import runs_pb2, runs_pb2_grpc
 
-from runsvc.broker import Dispatcher, build_broker
+from runsvc.broker import Dispatcher, broker_kind, build_broker
 from runsvc.config import Settings
-from runsvc.redact import describe_exception
 from runsvc.server.auth import Authenticator, AuthInterceptor
+from runsvc.server.dispatch import QueuedDispatch, RunDispatch, TransactionalDispatch
 from runsvc.server.servicer import RunService
 from runsvc.server.watch_hub import WatchHub
+from runsvc.store.pool import KEEPALIVES, check_alive
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +37,26 @@ class RunningServer:
     pool: AsyncConnectionPool
     hub: WatchHub
     health: HealthServicer
-    dispatcher: Dispatcher
-    sender: ThreadPoolExecutor
+    dispatch: RunDispatch
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self.hub.stop()
         await self.pool.close()
-        self.sender.shutdown(wait=True)
-        self.dispatcher.close()
+        await asyncio.to_thread(self.dispatch.close, grace)
+
+
+def build_dispatch(settings: Settings) -> RunDispatch:
+    """Postgres broker: the message is written with the run. RabbitMQ and
+    Redis: a bounded queue, sent in batches after commit."""
+    if broker_kind(settings.broker_url) == "postgres":
+        return TransactionalDispatch(settings.queue_name)
+    return QueuedDispatch(
+        Dispatcher(build_broker(settings.broker_url), settings.queue_name),
+        max_queued=settings.dispatch_queue_size,
+        batch_size=settings.dispatch_batch_size,
+    )
 
 
 async def start_server(
@@ -59,34 +68,24 @@ async def start_server(
     """Starts the server; authentication always runs first, then `interceptors`."""
     pool = AsyncConnectionPool(
         settings.database_url,
-        min_size=2,
-        max_size=20,
+        min_size=settings.server_pool_min_size,
+        max_size=settings.server_pool_max_size,
         # The pid in the name lets operators (and tests) tell processes apart.
-        kwargs={"autocommit": True, "application_name": f"runsvc-server:{os.getpid()}"},
+        kwargs={
+            "autocommit": True,
+            "application_name": f"runsvc-server:{os.getpid()}",
+            **KEEPALIVES,
+        },
+        # After a database restart every pooled connection is dead: each is
+        # checked on checkout (no round trip) and replaced, not handed out.
+        check=check_alive,
         open=False,
         name="runsvc-server",
     )
     await pool.open(wait=True, timeout=30)
-    hub = WatchHub(settings.database_url, pool)
+    hub = WatchHub(settings.database_url, pool, ping_seconds=settings.watch_ping_seconds)
     await hub.start()
-
-    dispatcher = Dispatcher(build_broker(settings.broker_url), settings.queue_name)
-    # Broker clients block; sending happens off the event loop, after the
-    # run is committed, and StartRun does not wait for it.
-    sender = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dispatch")
-
-    def dispatch(run_id: uuid.UUID) -> None:
-        def send() -> None:
-            try:
-                dispatcher.send(run_id)
-            except Exception as exc:
-                log.warning(
-                    "dispatch of run %s failed, the reaper will retry: %s",
-                    run_id,
-                    describe_exception(exc),
-                )
-
-        sender.submit(send)
+    dispatch = build_dispatch(settings)
 
     authenticator = Authenticator(
         pool,
@@ -101,6 +100,7 @@ async def start_server(
             dispatch,
             max_item_ids=settings.max_item_ids,
             redispatch_seconds=settings.redispatch_seconds,
+            max_watches=settings.max_watches,
         ),
         server,
     )
@@ -124,7 +124,7 @@ async def start_server(
     if port == 0:
         raise OSError(f"cannot listen on {grpc_addr}")
     await server.start()
-    return RunningServer(server, port, pool, hub, health, dispatcher, sender)
+    return RunningServer(server, port, pool, hub, health, dispatch)
 
 
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import grpc
 from psycopg_pool import AsyncConnectionPool
 from tenantpilot.runs.v1 import runs_pb2, runs_pb2_grpc
 
-from runsvc.model import Run, RunType
+from runsvc.model import RunType
 from runsvc.server.auth import current_principal
 from runsvc.server.convert import run_to_proto
+from runsvc.server.dispatch import RunDispatch
 from runsvc.server.status import status_from_errors
 from runsvc.server.watch_hub import WatchHub
-from runsvc.store import auth as auth_store
 from runsvc.store import runs as store
-from runsvc.store.auth import AuditEvent
 from runsvc.store.errors import translate_errors
 from runsvc.validation import (
     FieldViolation,
@@ -35,16 +34,18 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
         self,
         pool: AsyncConnectionPool,
         hub: WatchHub,
-        dispatch: Callable[[uuid.UUID], None],
+        dispatch: RunDispatch,
         *,
         max_item_ids: int,
         redispatch_seconds: float,
+        max_watches: int = 10_000,
     ) -> None:
         self._pool = pool
         self._hub = hub
         self._dispatch = dispatch
         self._max_item_ids = max_item_ids
         self._redispatch_seconds = redispatch_seconds
+        self._max_watches = max_watches
 
     async def StartRun(
         self, request: runs_pb2.StartRunRequest, context: grpc.aio.ServicerContext
@@ -66,33 +67,42 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
                 item_ids=options.item_ids,
             )
             caller = current_principal()
-            with translate_errors():
-                # The run and its audit record commit together, or neither does.
-                async with self._pool.connection() as conn, conn.transaction():
-                    run, reused = await store.run_insert_or_reuse(
-                        conn, new, redispatch_after=self._redispatch_seconds
-                    )
-                    await auth_store.audit_insert(
-                        conn,
-                        AuditEvent(
-                            action="run.start",
+            run_id = uuid.uuid4()
+            try:
+                with translate_errors():
+                    # The run, its audit row and (Postgres broker) its message
+                    # commit together in one round trip, or none of them does.
+                    async with self._pool.connection() as conn:
+                        run, reused = await store.run_insert_or_reuse(
+                            conn,
+                            new,
+                            run_id=run_id,
                             token_name=caller.name if caller else "-",
-                            tenant_external_id=run.tenant_external_id,
-                            run_id=run.id,
-                            run_type=run.run_type.value,
-                            reused=reused,
-                        ),
-                    )
+                            redispatch_after=self._redispatch_seconds,
+                            message=self._dispatch.queued_message(run_id),
+                        )
+            except store.TenantNotFound:
+                await context.abort(grpc.StatusCode.NOT_FOUND, "tenant not found")
             if not reused:
-                # After commit; if this message is lost the reaper sends it again.
-                self._dispatch(run.id)
+                # RabbitMQ/Redis: sent after commit; if it is lost, the
+                # reaper sends it again after the dispatch time.
+                self._dispatch.after_commit(run.id)
             return runs_pb2.StartRunResponse(reused=reused, run=run_to_proto(run))
 
     async def GetRun(
         self, request: runs_pb2.GetRunRequest, context: grpc.aio.ServicerContext
     ) -> runs_pb2.GetRunResponse:
         async with status_from_errors(context):
-            run = await self._find(request)
+            check_address(request.tenant_external_id, request.run_type)
+            run_id = check_run_id(request.run_id)
+            with translate_errors():
+                async with self._pool.connection() as conn:
+                    run = await store.run_get(
+                        conn,
+                        tenant=request.tenant_external_id,
+                        run_type=request.run_type,
+                        run_id=run_id,
+                    )
             if run is None:
                 await context.abort(grpc.StatusCode.NOT_FOUND, "run not found")
             return runs_pb2.GetRunResponse(run=run_to_proto(run))
@@ -106,9 +116,19 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
             if request.HasField("after_version") and request.after_version < 0:
                 raise InvalidArgument([FieldViolation("after_version", "must not be negative")])
             sent_version = request.after_version if request.HasField("after_version") else 0
+            if self._hub.watcher_count >= self._max_watches:
+                # Refused at once rather than accepted and then starved.
+                await context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"this server is at its limit of {self._max_watches} watches; retry later",
+                )
             async with self._hub.watch(run_id) as watcher:
-                current = await self._find(request)
-                if current is None:
+                current = await watcher.first()
+                if (
+                    current is None
+                    or current.state.tenant_external_id != request.tenant_external_id
+                    or current.state.run_type != request.run_type
+                ):
                     await context.abort(grpc.StatusCode.NOT_FOUND, "run not found")
                 if sent_version > current.version:
                     # A version the run never had: resuming from it would skip states.
@@ -120,26 +140,13 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
                             )
                         ]
                     )
-                watcher.offer(current)
                 while True:
                     latest = watcher.latest
                     assert latest is not None
-                    if latest.status.terminal and latest.version <= sent_version:
+                    if latest.state.status.terminal and latest.version <= sent_version:
                         return  # the caller has already seen the end
-                    run = await watcher.next_after(sent_version)
-                    yield runs_pb2.WatchRunResponse(run=run_to_proto(run))
-                    sent_version = run.version
-                    if run.status.terminal:
+                    snapshot = await watcher.next_after(sent_version)
+                    yield snapshot.response()
+                    sent_version = snapshot.version
+                    if snapshot.state.status.terminal:
                         return
-
-    async def _find(self, request: runs_pb2.GetRunRequest | runs_pb2.WatchRunRequest) -> Run | None:
-        check_address(request.tenant_external_id, request.run_type)
-        run_id = check_run_id(request.run_id)
-        with translate_errors():
-            async with self._pool.connection() as conn:
-                return await store.run_get(
-                    conn,
-                    tenant=request.tenant_external_id,
-                    run_type=request.run_type,
-                    run_id=run_id,
-                )

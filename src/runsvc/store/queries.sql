@@ -3,40 +3,80 @@
 -- Parameters are psycopg named placeholders.
 
 -- name: run_insert_or_reuse
--- Creates a queued run, or returns the active run with the same dedupe key.
--- One statement: the partial unique index arbitrates concurrent callers. It
--- returns no row when the conflicting run committed after this statement's
--- snapshot (or finished meanwhile); the caller then runs it again.
-WITH inserted AS (
-    INSERT INTO runs (tenant_external_id, run_type, target_object_id, payload_hash,
+-- StartRun in one statement: checks the tenant, creates a queued run or
+-- finds the active run with the same dedupe key, and writes the audit row.
+-- The partial unique index arbitrates concurrent callers. Always one row:
+-- tenant_known false means an unknown tenant (nothing written); a NULL id
+-- means the conflicting run committed after this statement's snapshot (or
+-- finished meanwhile), and the caller runs it again. The columns after
+-- `reused` are those of run_get, in its order.
+WITH tenant AS (
+    SELECT 1 FROM tenants WHERE external_id = %(tenant)s
+),
+inserted AS (
+    INSERT INTO runs (id, tenant_external_id, run_type, target_object_id, payload_hash,
                       requested_item_ids, total, dispatch_due_at)
-    VALUES (%(tenant)s, %(run_type)s, %(target_object_id)s, %(payload_hash)s,
-            %(item_ids)s, coalesce(cardinality(%(item_ids)s::text[]), 0),
-            now() + make_interval(secs => %(redispatch_after)s))
+    SELECT %(run_id)s, %(tenant)s, %(run_type)s, %(target_object_id)s, %(payload_hash)s,
+           %(item_ids)s, coalesce(cardinality(%(item_ids)s::text[]), 0),
+           now() + make_interval(secs => %(redispatch_after)s)
+    FROM tenant
     ON CONFLICT (tenant_external_id, run_type, coalesce(target_object_id, ''), coalesce(payload_hash, ''))
         WHERE status IN ('queued', 'running')
         DO NOTHING
-    RETURNING *
+    RETURNING id, tenant_external_id, run_type, status, total, succeeded, failed, safe_error,
+              version, created_at, started_at, finished_at
+),
+chosen AS (
+    SELECT false AS reused, inserted.* FROM inserted
+    UNION ALL
+    SELECT true, id, tenant_external_id, run_type, status, total, succeeded, failed, safe_error,
+           version, created_at, started_at, finished_at
+    FROM runs
+    WHERE NOT EXISTS (SELECT 1 FROM inserted)
+      AND EXISTS (SELECT 1 FROM tenant)
+      AND tenant_external_id = %(tenant)s
+      AND run_type = %(run_type)s
+      AND coalesce(target_object_id, '') = coalesce(%(target_object_id)s, '')
+      AND coalesce(payload_hash, '') = coalesce(%(payload_hash)s, '')
+      AND status IN ('queued', 'running')
+),
+audited AS (
+    INSERT INTO audit_events (action, token_name, tenant_external_id, run_id, run_type, reused)
+    SELECT 'run.start', %(token_name)s, tenant_external_id, id, run_type, reused FROM chosen
 )
-SELECT inserted.*, false AS reused FROM inserted
-UNION ALL
-SELECT runs.*, true AS reused
-FROM runs
-WHERE NOT EXISTS (SELECT 1 FROM inserted)
-  AND tenant_external_id = %(tenant)s
-  AND run_type = %(run_type)s
-  AND coalesce(target_object_id, '') = coalesce(%(target_object_id)s, '')
-  AND coalesce(payload_hash, '') = coalesce(%(payload_hash)s, '')
-  AND status IN ('queued', 'running');
+SELECT EXISTS (SELECT 1 FROM tenant) AS tenant_known, chosen.*
+FROM (VALUES (1)) AS one LEFT JOIN chosen ON true;
+
+-- name: run_message_enqueue
+-- With the Postgres broker: the run's Dramatiq message, written in the
+-- transaction that created the run (after run_insert_or_reuse, in the same
+-- pipeline), so that no committed run lacks its message. Nothing when the
+-- run was reused (no run has the new id). The table and the wake-up channel
+-- are dramatiq-postgres's (schema "dramatiq", its ENQUEUE query's shape);
+-- tests run a real worker on messages written here.
+WITH enqueued AS (
+    INSERT INTO dramatiq.queue (queue_name, message_id, "state", message)
+    SELECT %(queue)s, %(message_id)s, 'queued', %(message)s
+    WHERE EXISTS (SELECT 1 FROM runs WHERE id = %(run_id)s)
+    RETURNING queue_name
+)
+SELECT pg_notify('dramatiq.' || queue_name || '.enqueue', '') FROM enqueued;
 
 -- name: run_get
 -- A run as its tenant and type address it; another tenant's or type's run
--- is not found.
-SELECT * FROM runs
+-- is not found. The columns callers see, never the work list.
+SELECT id, tenant_external_id, run_type, status, total, succeeded, failed, safe_error,
+       version, created_at, started_at, finished_at
+FROM runs
 WHERE id = %(run_id)s AND tenant_external_id = %(tenant)s AND run_type = %(run_type)s;
 
 -- name: run_get_many
-SELECT * FROM runs WHERE id = ANY(%(run_ids)s::uuid[]);
+-- The watch hub's refresh: every changed run of one wake-up at once, with
+-- run_get's columns.
+SELECT id, tenant_external_id, run_type, status, total, succeeded, failed, safe_error,
+       version, created_at, started_at, finished_at
+FROM runs
+WHERE id = ANY(%(run_ids)s::uuid[]);
 
 -- name: run_claim
 -- Takes the run for one execution: a queued run, or a running one whose

@@ -7,16 +7,19 @@ of them share one transaction.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from psycopg import AsyncConnection, Connection
+import psycopg
+from psycopg import AsyncConnection, AsyncCursor, Connection
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from runsvc.model import Run, RunStatus, RunType, SafeError
+from runsvc.model import Run, RunState, RunStatus, RunType, SafeError
 from runsvc.store.queries import QUERIES
 
 # How often run_insert_or_reuse retries when the run it collided with was not
@@ -48,45 +51,105 @@ class ItemOutcome:
 # --- server side (async) ---------------------------------------------------
 
 
+class TenantNotFound(Exception):
+    """StartRun named a tenant that has no row in `tenants`; nothing was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMessage:
+    """A Dramatiq message written in the run's own transaction (the Postgres
+    broker's queue table): `body` is the message as Dramatiq encodes it."""
+
+    queue: str
+    message_id: str
+    body: dict[str, Any]
+
+
 async def run_insert_or_reuse(
-    conn: AsyncConnection, new: NewRun, *, redispatch_after: float
-) -> tuple[Run, bool]:
-    """Creates a queued run or returns the active one with the same key.
+    conn: AsyncConnection,
+    new: NewRun,
+    *,
+    run_id: uuid.UUID,
+    token_name: str,
+    redispatch_after: float,
+    message: QueuedMessage | None = None,
+) -> tuple[RunState, bool]:
+    """Creates a queued run (with id `run_id`) or returns the active one with
+    the same key, and audits the call; with `message`, also writes the run's
+    message in the same transaction. One round trip either way.
 
     Returns (run, reused). Durable when this returns (autocommit connection).
+    Raises TenantNotFound for an unknown tenant.
     """
     params = {
+        "run_id": run_id,
         "tenant": new.tenant_external_id,
         "run_type": new.run_type.value,
         "target_object_id": new.target_object_id,
         "payload_hash": new.payload_hash,
         "item_ids": new.item_ids,
         "redispatch_after": redispatch_after,
+        "token_name": token_name,
     }
-    async with conn.cursor(row_factory=dict_row) as cur:
-        for _ in range(_INSERT_ATTEMPTS):
-            await cur.execute(QUERIES["run_insert_or_reuse"], params)
-            row = await cur.fetchone()
-            if row is not None:
-                return Run.from_row(row), row["reused"]
+    for _ in range(_INSERT_ATTEMPTS):
+        if message is None:
+            cur = await conn.execute(QUERIES["run_insert_or_reuse"], params)
+        else:
+            cur = await _in_one_transaction(
+                conn,
+                (QUERIES["run_insert_or_reuse"], params),
+                (
+                    QUERIES["run_message_enqueue"],
+                    {
+                        "queue": message.queue,
+                        "message_id": message.message_id,
+                        "message": Jsonb(message.body),
+                        "run_id": run_id,
+                    },
+                ),
+            )
+        row = await cur.fetchone()
+        assert row is not None  # the statement always returns one row
+        if not row[0]:
+            raise TenantNotFound(new.tenant_external_id)
+        if row[2] is not None:
+            return RunState.from_tuple(row[2:]), row[1]
     raise DedupeRace("could not insert or find the active run")
+
+
+async def _in_one_transaction(
+    conn: AsyncConnection, *statements: tuple[str, dict[str, Any]]
+) -> AsyncCursor[Any]:
+    """BEGIN, the statements, COMMIT, sent as one pipeline (one round trip);
+    returns the first statement's cursor. Explicit BEGIN/COMMIT rather than
+    conn.transaction(), which syncs the pipeline at each step."""
+    try:
+        async with conn.pipeline():
+            await conn.execute("BEGIN")
+            cursors = [await conn.execute(sql, params) for sql, params in statements]
+            await conn.execute("COMMIT")
+    except BaseException:
+        # A failed statement leaves the explicit transaction open and aborted.
+        if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+            with contextlib.suppress(psycopg.Error):
+                await conn.rollback()
+        raise
+    return cursors[0]
 
 
 async def run_get(
     conn: AsyncConnection, *, tenant: str, run_type: str, run_id: uuid.UUID
-) -> Run | None:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            QUERIES["run_get"], {"tenant": tenant, "run_type": run_type, "run_id": run_id}
-        )
-        row = await cur.fetchone()
-    return Run.from_row(row) if row else None
+) -> RunState | None:
+    cur = await conn.execute(
+        QUERIES["run_get"], {"tenant": tenant, "run_type": run_type, "run_id": run_id}
+    )
+    row = await cur.fetchone()
+    return RunState.from_tuple(row) if row else None
 
 
-async def run_get_many(conn: AsyncConnection, run_ids: Sequence[uuid.UUID]) -> list[Run]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(QUERIES["run_get_many"], {"run_ids": list(run_ids)})
-        return [Run.from_row(row) for row in await cur.fetchall()]
+async def run_get_many(conn: AsyncConnection, run_ids: Sequence[uuid.UUID]) -> list[RunState]:
+    cur = await conn.execute(QUERIES["run_get_many"], {"run_ids": list(run_ids)})
+    return [RunState.from_tuple(row) for row in await cur.fetchall()]
 
 
 # --- worker side (sync, caller's transaction) ------------------------------
