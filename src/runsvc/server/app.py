@@ -43,15 +43,15 @@ class RunningServer:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self.hub.stop()
+        await self.dispatch.close(grace)
         await self.pool.close()
-        await asyncio.to_thread(self.dispatch.close, grace)
 
 
-def build_dispatch(settings: Settings) -> RunDispatch:
+def build_dispatch(settings: Settings, pool: AsyncConnectionPool) -> RunDispatch:
     """Postgres broker: the message is written with the run. RabbitMQ and
     Redis: a bounded queue, sent in batches after commit."""
     if broker_kind(settings.broker_url) == "postgres":
-        return TransactionalDispatch(settings.queue_name)
+        return TransactionalDispatch(settings.queue_name, pool)
     return QueuedDispatch(
         Dispatcher(build_broker(settings.broker_url), settings.queue_name),
         max_queued=settings.dispatch_queue_size,
@@ -85,7 +85,7 @@ async def start_server(
     await pool.open(wait=True, timeout=30)
     hub = WatchHub(settings.database_url, pool, ping_seconds=settings.watch_ping_seconds)
     await hub.start()
-    dispatch = build_dispatch(settings)
+    dispatch = build_dispatch(settings, pool)
 
     authenticator = Authenticator(
         pool,

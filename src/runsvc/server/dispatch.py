@@ -4,6 +4,8 @@ bounded queue, in batches (RabbitMQ, Redis)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -12,9 +14,11 @@ import uuid
 from typing import Protocol
 
 import tenacity
+from psycopg_pool import AsyncConnectionPool
 
 from runsvc.broker import Dispatcher, run_message
 from runsvc.redact import describe_exception
+from runsvc.store.queries import QUERIES
 from runsvc.store.runs import QueuedMessage
 
 log = logging.getLogger(__name__)
@@ -22,20 +26,30 @@ log = logging.getLogger(__name__)
 
 class RunDispatch(Protocol):
     def queued_message(self, run_id: uuid.UUID) -> QueuedMessage | None:
-        """The message to write in the run's transaction, if the broker allows."""
+        """The message to write with the run, if the broker allows."""
 
     def after_commit(self, run_id: uuid.UUID) -> None:
         """Called once a new run is committed; must not block."""
 
-    def close(self, grace: float) -> None: ...
+    async def close(self, grace: float) -> None: ...
 
 
 class TransactionalDispatch:
     """The Postgres broker: the message is a row of its queue table, written
-    with the run, so a committed run always has its message."""
+    by the statement that creates the run, so a committed run always has its
+    message. The consumers' wake-up NOTIFY is sent after commit, one for
+    all the runs committed meanwhile (a NOTIFY in every StartRun's own
+    commit would serialise those commits on Postgres' notification queue)."""
 
-    def __init__(self, queue_name: str) -> None:
+    def __init__(
+        self, queue_name: str, pool: AsyncConnectionPool, *, coalesce_seconds: float = 0.002
+    ) -> None:
         self.queue_name = queue_name
+        self._channel = f"dramatiq.{queue_name}.enqueue"
+        self._pool = pool
+        self._coalesce_seconds = coalesce_seconds
+        self._pending = asyncio.Event()
+        self._task = asyncio.create_task(self._wake_consumers(), name="dispatch-wake")
 
     def queued_message(self, run_id: uuid.UUID) -> QueuedMessage:
         message = run_message(self.queue_name, run_id)
@@ -44,10 +58,24 @@ class TransactionalDispatch:
         return QueuedMessage(self.queue_name, message.message_id, body)
 
     def after_commit(self, run_id: uuid.UUID) -> None:
-        pass
+        self._pending.set()
 
-    def close(self, grace: float) -> None:
-        pass
+    async def _wake_consumers(self) -> None:
+        while True:
+            await self._pending.wait()
+            self._pending.clear()
+            try:
+                async with self._pool.connection() as conn:
+                    await conn.execute(QUERIES["run_message_wake"], {"channel": self._channel})
+            except Exception as exc:
+                # The messages are committed; consumers find them at their next poll.
+                log.warning("waking the workers failed: %s", describe_exception(exc))
+            await asyncio.sleep(self._coalesce_seconds)
+
+    async def close(self, grace: float) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
 
 
 class QueuedDispatch:
@@ -123,7 +151,10 @@ class QueuedDispatch:
         except tenacity.RetryError:
             self.left_to_reaper += len(batch)
 
-    def close(self, grace: float) -> None:
+    async def close(self, grace: float) -> None:
+        await asyncio.to_thread(self._close, grace)
+
+    def _close(self, grace: float) -> None:
         """Sends what is queued within `grace` seconds, then stops."""
         deadline = time.monotonic() + grace
         while (self._sending or not self._queue.empty()) and time.monotonic() < deadline:

@@ -44,23 +44,27 @@ audited AS (
     INSERT INTO audit_events (action, token_name, tenant_external_id, run_id, run_type, reused)
     SELECT 'run.start', %(token_name)s, tenant_external_id, id, run_type, reused FROM chosen
 )
+-- (run_message_enqueue's CTE goes here with the Postgres broker)
 SELECT EXISTS (SELECT 1 FROM tenant) AS tenant_known, chosen.*
 FROM (VALUES (1)) AS one LEFT JOIN chosen ON true;
 
 -- name: run_message_enqueue
--- With the Postgres broker: the run's Dramatiq message, written in the
--- transaction that created the run (after run_insert_or_reuse, in the same
--- pipeline), so that no committed run lacks its message. Nothing when the
--- run was reused (no run has the new id). The table and the wake-up channel
--- are dramatiq-postgres's (schema "dramatiq", its ENQUEUE query's shape);
--- tests run a real worker on messages written here.
-WITH enqueued AS (
+-- With the Postgres broker, this CTE joins run_insert_or_reuse's WITH list
+-- (runsvc.store.runs composes them): the new run's Dramatiq message is
+-- written by the same statement, so a committed run always has its message
+-- and a reused run gets none. The table is dramatiq-postgres's (schema
+-- "dramatiq", the columns its ENQUEUE query writes); the consumers' wake-up
+-- NOTIFY is sent after commit, coalesced (run_message_wake). Tests run a
+-- real worker on messages written here.
+enqueued AS (
     INSERT INTO dramatiq.queue (queue_name, message_id, "state", message)
-    SELECT %(queue)s, %(message_id)s, 'queued', %(message)s
-    WHERE EXISTS (SELECT 1 FROM runs WHERE id = %(run_id)s)
-    RETURNING queue_name
+    SELECT %(queue)s, %(message_id)s, 'queued', %(message)s FROM inserted
 )
-SELECT pg_notify('dramatiq.' || queue_name || '.enqueue', '') FROM enqueued;
+
+-- name: run_message_wake
+-- Wakes the Dramatiq consumers of a queue (dramatiq-postgres LISTENs on
+-- this channel; they also poll, so a lost wake-up only delays a run).
+SELECT pg_notify(%(channel)s, '');
 
 -- name: run_get
 -- A run as its tenant and type address it; another tenant's or type's run

@@ -7,15 +7,12 @@ of them share one transaction.
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import psycopg
-from psycopg import AsyncConnection, AsyncCursor, Connection
-from psycopg.pq import TransactionStatus
+from psycopg import AsyncConnection, Connection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -57,8 +54,8 @@ class TenantNotFound(Exception):
 
 @dataclass(frozen=True, slots=True)
 class QueuedMessage:
-    """A Dramatiq message written in the run's own transaction (the Postgres
-    broker's queue table): `body` is the message as Dramatiq encodes it."""
+    """A Dramatiq message written by the statement that creates the run (the
+    Postgres broker's queue table): `body` is the message as Dramatiq encodes it."""
 
     queue: str
     message_id: str
@@ -75,8 +72,8 @@ async def run_insert_or_reuse(
     message: QueuedMessage | None = None,
 ) -> tuple[RunState, bool]:
     """Creates a queued run (with id `run_id`) or returns the active one with
-    the same key, and audits the call; with `message`, also writes the run's
-    message in the same transaction. One round trip either way.
+    the same key, and audits the call; with `message`, the new run's message
+    too. One statement, one round trip, one transaction.
 
     Returns (run, reused). Durable when this returns (autocommit connection).
     Raises TenantNotFound for an unknown tenant.
@@ -91,23 +88,14 @@ async def run_insert_or_reuse(
         "redispatch_after": redispatch_after,
         "token_name": token_name,
     }
+    statement = QUERIES["run_insert_or_reuse"]
+    if message is not None:
+        statement = _WITH_MESSAGE
+        params.update(
+            queue=message.queue, message_id=message.message_id, message=Jsonb(message.body)
+        )
     for _ in range(_INSERT_ATTEMPTS):
-        if message is None:
-            cur = await conn.execute(QUERIES["run_insert_or_reuse"], params)
-        else:
-            cur = await _in_one_transaction(
-                conn,
-                (QUERIES["run_insert_or_reuse"], params),
-                (
-                    QUERIES["run_message_enqueue"],
-                    {
-                        "queue": message.queue,
-                        "message_id": message.message_id,
-                        "message": Jsonb(message.body),
-                        "run_id": run_id,
-                    },
-                ),
-            )
+        cur = await conn.execute(statement, params)
         row = await cur.fetchone()
         assert row is not None  # the statement always returns one row
         if not row[0]:
@@ -117,24 +105,16 @@ async def run_insert_or_reuse(
     raise DedupeRace("could not insert or find the active run")
 
 
-async def _in_one_transaction(
-    conn: AsyncConnection, *statements: tuple[str, dict[str, Any]]
-) -> AsyncCursor[Any]:
-    """BEGIN, the statements, COMMIT, sent as one pipeline (one round trip);
-    returns the first statement's cursor. Explicit BEGIN/COMMIT rather than
-    conn.transaction(), which syncs the pipeline at each step."""
-    try:
-        async with conn.pipeline():
-            await conn.execute("BEGIN")
-            cursors = [await conn.execute(sql, params) for sql, params in statements]
-            await conn.execute("COMMIT")
-    except BaseException:
-        # A failed statement leaves the explicit transaction open and aborted.
-        if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
-            with contextlib.suppress(psycopg.Error):
-                await conn.rollback()
-        raise
-    return cursors[0]
+def _with_message_cte(statement: str, cte: str) -> str:
+    """run_insert_or_reuse with the message CTE added to its WITH list (a
+    data-modifying CTE runs though the final SELECT never reads it)."""
+    marker = "\n-- (run_message_enqueue's CTE goes here with the Postgres broker)\n"
+    if statement.count(marker) != 1:
+        raise ValueError("run_insert_or_reuse lost the place of its message CTE")
+    return statement.replace(marker, f",\n{cte}\n")
+
+
+_WITH_MESSAGE = _with_message_cte(QUERIES["run_insert_or_reuse"], QUERIES["run_message_enqueue"])
 
 
 async def run_get(
