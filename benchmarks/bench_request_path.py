@@ -358,6 +358,8 @@ async def watch_load(args: argparse.Namespace) -> dict[str, object]:
                     terminals += 1
         except grpc.aio.AioRpcError as error:
             code = error.code().name
+            if os.environ.get("BENCH_DEBUG"):
+                print(repr(error.debug_error_string()), seen, file=sys.stderr)
             if seen == 0:
                 failed_early += 1
                 settle()

@@ -92,7 +92,10 @@ async def start_server(
         cache_seconds=settings.auth_cache_seconds,
         touch_seconds=settings.auth_touch_seconds,
     )
-    server = grpc.aio.server(interceptors=[AuthInterceptor(authenticator), *interceptors])
+    server = grpc.aio.server(
+        interceptors=[AuthInterceptor(authenticator), *interceptors],
+        options=server_options(settings),
+    )
     runs_pb2_grpc.add_RunServiceServicer_to_server(
         RunService(
             pool,
@@ -125,6 +128,20 @@ async def start_server(
         raise OSError(f"cannot listen on {grpc_addr}")
     await server.start()
     return RunningServer(server, port, pool, hub, health, dispatch)
+
+
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    """gRPC core keeps calls that arrived but that grpc.aio (which accepts
+    one at a time) has not yet taken in a pending queue; past 1,000 of them
+    it drops calls at random, all past 3,000, and the client sees CANCELLED
+    with no message. A burst of WatchRun openings (thousands of streams at
+    once) must wait there instead: the limit of watches is RUNSVC_MAX_WATCHES,
+    enforced with RESOURCE_EXHAUSTED once a call is taken."""
+    soft = max(1000, settings.max_watches)
+    return [
+        ("grpc.server.max_pending_requests", soft),
+        ("grpc.server.max_pending_requests_hard_limit", 2 * soft),
+    ]
 
 
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
