@@ -58,12 +58,13 @@ class Snapshot:
 class Watcher:
     """One stream's view of a run: the newest snapshot seen, and a wake-up."""
 
-    __slots__ = ("_error", "_missing", "_waiter", "latest")
+    __slots__ = ("_broken", "_error", "_missing", "_waiter", "latest")
 
     def __init__(self) -> None:
         self.latest: Snapshot | None = None
         self._missing = False
         self._error: BaseException | None = None
+        self._broken = False
         self._waiter: asyncio.Future[None] | None = None
 
     def offer(self, snapshot: Snapshot) -> None:
@@ -83,6 +84,12 @@ class Watcher:
             self._error = error
             self._wake()
 
+    def broken(self, error: Exception) -> None:
+        """The run cannot be read any more: the stream ends with an error."""
+        self._error = error
+        self._broken = True
+        self._wake()
+
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
@@ -98,6 +105,8 @@ class Watcher:
         """The run's state as read after this watcher registered; None when
         there is no such run. Raises StoreUnavailable when it cannot be read."""
         while self.latest is None:
+            if self._broken:
+                raise RuntimeError("the watch hub cannot read this run") from self._error
             if self._missing:
                 return None
             if self._error is not None:
@@ -108,6 +117,8 @@ class Watcher:
     async def next_after(self, version: int) -> Snapshot:
         """The newest snapshot with a version above `version` (waits for one)."""
         while self.latest is None or self.latest.version <= version:
+            if self._broken:
+                raise RuntimeError("the watch hub cannot read this run") from self._error
             await self._wait()
         return self.latest
 
@@ -246,8 +257,7 @@ class WatchHub:
             if not run_ids:
                 continue
             try:
-                async with self._pool.connection() as conn:
-                    states = await store.run_get_many(conn, list(run_ids))
+                states = await self._read(run_ids)
             except psycopg.Error as exc:
                 log.warning("watch hub refresh failed: %s", describe_exception(exc))
                 for run_id in run_ids:
@@ -256,11 +266,39 @@ class WatchHub:
                 self._mark_dirty(run_ids)
                 await asyncio.sleep(self._reconnect_delay)
                 continue
-            for state in states:
-                run_ids.discard(state.id)
-                snapshot = Snapshot(state)
-                for watcher in self._watchers.get(state.id, ()):
-                    watcher.offer(snapshot)
-            for run_id in run_ids:  # no such run
-                for watcher in self._watchers.get(run_id, ()):
-                    watcher.not_found()
+            for run_id in run_ids:
+                state = states.get(run_id)
+                watchers = self._watchers.get(run_id, ())
+                if isinstance(state, RunState):
+                    snapshot = Snapshot(state)
+                    for watcher in watchers:
+                        watcher.offer(snapshot)
+                elif state is None:  # no such run
+                    for watcher in watchers:
+                        watcher.not_found()
+                else:
+                    for watcher in list(watchers):
+                        watcher.broken(state)
+
+    async def _read(self, run_ids: set[uuid.UUID]) -> dict[uuid.UUID, RunState | Exception]:
+        """The runs, in one query; if a row cannot be read (a bug, or a row
+        no code wrote), each run on its own, so that one bad run ends only
+        its own watchers and the others go on."""
+        async with self._pool.connection() as conn:
+            try:
+                return {state.id: state for state in await store.run_get_many(conn, list(run_ids))}
+            except psycopg.Error:
+                raise
+            except Exception as exc:
+                log.error("watch hub cannot read runs: %s", describe_exception(exc))
+            found: dict[uuid.UUID, RunState | Exception] = {}
+            for run_id in run_ids:
+                try:
+                    for state in await store.run_get_many(conn, [run_id]):
+                        found[run_id] = state
+                except psycopg.Error:
+                    raise
+                except Exception as exc:
+                    log.error("watch hub cannot read run %s: %s", run_id, describe_exception(exc))
+                    found[run_id] = exc
+            return found
