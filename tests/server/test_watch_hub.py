@@ -24,9 +24,11 @@ from psycopg_pool import AsyncConnectionPool
 from tenantpilot.runs.v1 import runs_pb2
 
 from runsvc.server.watch_hub import Watcher, WatchHub
-from tests.conftest import PROJECT_ROOT
+from tests.conftest import PROJECT_ROOT, Stack, service_env
+from tests.support.database import fresh_database
 from tests.support.db import query_one
-from tests.support.runs import start
+from tests.support.own_postgres import own_postgres
+from tests.support.runs import get, start
 from tests.support.seeding import seed_tenant
 from tests.support.tcp_proxy import TcpProxy
 
@@ -319,3 +321,34 @@ def test_watches_beyond_the_limit_are_refused_with_resource_exhausted(make_stack
     finally:
         for stream in held:
             stream.cancel()
+
+
+def test_postgres_stopped_and_started_under_open_watches(log_dir):
+    with own_postgres() as postgres, fresh_database(postgres.admin_url) as url:
+        stack = Stack(service_env(url, RUNSVC_REDISPATCH_SECONDS="86400"), log_dir)
+        try:
+            stack.start_server()
+            stub = stack.stub()
+            tenant = seed_tenant(url)
+            run = start(stub, tenant.external_id, "snapshot_capture").run
+            consumers = [Consumer(stack.target, stack.token, run) for _ in range(3)]
+            for consumer in consumers:
+                consumer.wait_lines(1)
+
+            postgres.stop()
+            postgres.start()
+            # The first call after the restart is served: the pool's dead
+            # connections are replaced on checkout, not handed to it.
+            assert get(stub, run).version == run.version
+
+            for n, change in enumerate((lambda: bump(url, run.id), lambda: bump(url, run.id))):
+                change()
+                for consumer in consumers:
+                    consumer.wait_lines(2 + n)  # every later change reaches every watcher
+            last = finish(url, run.id)
+            for consumer in consumers:
+                got = consumer.finish()
+                assert [v for v, _ in got] == [1, 2, 3, last]
+                assert got[-1][1] == "RUN_STATUS_SUCCEEDED"
+        finally:
+            stack.stop()
