@@ -580,7 +580,7 @@ def bench(args: argparse.Namespace, procs: Processes) -> list[Row]:
     rows.append(throughput_row("StartRun, new runs, 50 in flight", new50, insert50, ">= 0.6"))
     new1, insert1 = pair("start-new", 1)
     rows.append(latency_row("StartRun, new runs, 1 in flight", new1, insert1, "<= 1.5x"))
-    reused50, _ = pair("start-reused", 50)
+    reused50 = measure("grpc", target=target, method="start-reused", concurrency=50, **load)
     rows.append(throughput_row("StartRun, same key (reused), 50 in flight", reused50, insert50))
     reused1 = measure("grpc", target=target, method="start-reused", concurrency=1, **load)
     rows.append(latency_row("StartRun, same key (reused), 1 in flight", reused1, insert1))
