@@ -23,7 +23,7 @@ from runsvc.server.auth import Authenticator, AuthInterceptor
 from runsvc.server.dispatch import QueuedDispatch, RunDispatch, TransactionalDispatch
 from runsvc.server.servicer import RunService
 from runsvc.server.watch_hub import WatchHub
-from runsvc.store.pool import KEEPALIVES, check_alive
+from runsvc.store.pool import KEEPALIVES, LivenessCheck
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,7 @@ async def start_server(
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> RunningServer:
     """Starts the server; authentication always runs first, then `interceptors`."""
+    liveness = LivenessCheck()
     pool = AsyncConnectionPool(
         settings.database_url,
         min_size=settings.server_pool_min_size,
@@ -78,10 +79,11 @@ async def start_server(
         },
         # After a database restart every pooled connection is dead: each is
         # checked on checkout (no round trip) and replaced, not handed out.
-        check=check_alive,
+        check=liveness,
         open=False,
         name="runsvc-server",
     )
+    liveness.pool = pool
     await pool.open(wait=True, timeout=30)
     hub = WatchHub(settings.database_url, pool, ping_seconds=settings.watch_ping_seconds)
     await hub.start()

@@ -84,8 +84,9 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
             except store.TenantNotFound:
                 await context.abort(grpc.StatusCode.NOT_FOUND, "tenant not found")
             if not reused:
-                # RabbitMQ/Redis: sent after commit; if it is lost, the
-                # reaper sends it again after the dispatch time.
+                # Postgres broker: wakes the workers. RabbitMQ/Redis: queues
+                # the message to send; if it is lost, the reaper sends it
+                # again after the dispatch time.
                 self._dispatch.after_commit(run.id)
             return runs_pb2.StartRunResponse(reused=reused, run=run_to_proto(run))
 
