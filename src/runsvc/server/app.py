@@ -7,6 +7,7 @@ import asyncio
 import logging
 import os
 import signal
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,11 +20,13 @@ from tenantpilot.runs.v1 import runs_pb2, runs_pb2_grpc
 
 from runsvc.broker import Dispatcher, broker_kind, build_broker
 from runsvc.config import Settings
+from runsvc.redact import describe_exception
 from runsvc.server.auth import Authenticator, AuthInterceptor
 from runsvc.server.dispatch import QueuedDispatch, RunDispatch, TransactionalDispatch
 from runsvc.server.servicer import RunService
 from runsvc.server.watch_hub import WatchHub
 from runsvc.store.pool import KEEPALIVES, LivenessCheck
+from runsvc.store.runs import run_dispatch_due_now
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +55,26 @@ def build_dispatch(settings: Settings, pool: AsyncConnectionPool) -> RunDispatch
     Redis: a bounded queue, sent in batches after commit."""
     if broker_kind(settings.broker_url) == "postgres":
         return TransactionalDispatch(settings.queue_name, pool)
+    loop = asyncio.get_running_loop()
+
+    async def make_due(run_ids: list[uuid.UUID]) -> None:
+        try:
+            async with pool.connection() as conn:
+                for run_id in run_ids:
+                    await run_dispatch_due_now(conn, run_id)
+        except Exception as exc:  # the run's dispatch time still brings the reaper
+            log.warning("could not mark %d runs due: %s", len(run_ids), describe_exception(exc))
+
+    def unsent(run_ids: list[uuid.UUID]) -> None:
+        # Due at once: a reaper sends them at its next pass, not after the
+        # redispatch time. Called from the event loop or the sender thread.
+        asyncio.run_coroutine_threadsafe(make_due(run_ids), loop)
+
     return QueuedDispatch(
         Dispatcher(build_broker(settings.broker_url), settings.queue_name),
         max_queued=settings.dispatch_queue_size,
         batch_size=settings.dispatch_batch_size,
+        on_unsent=unsent,
     )
 
 
