@@ -27,20 +27,17 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import grpc
 import psycopg
-from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 from rich.console import Console
 from rich.table import Table
 from tenantpilot.runs.v1 import runs_pb2, runs_pb2_grpc
 
-from runsvc.broker import prepare_broker
-from runsvc.dev import start_embedded_postgres
 from runsvc.seed import seed
-from runsvc.store.migrate import migrate
+from runsvc.store.scratch import admin_url, fresh_database
 from runsvc.tokens import create_token
 
 HERE = Path(__file__).resolve()
@@ -52,29 +49,9 @@ console = Console(width=200)
 
 
 @contextlib.contextmanager
-def admin_url() -> Iterator[str]:
-    url = os.environ.get("RUNSVC_TEST_DATABASE_URL")
-    if url:
-        yield url
-        return
-    with tempfile.TemporaryDirectory(prefix="runsvc-bench-pg-") as tmp:
-        os.chmod(tmp, 0o755)  # the embedded server may run as another user
-        server = start_embedded_postgres(Path(tmp) / "pgdata")
-        try:
-            yield server.get_uri("postgres")
-        finally:
-            server.cleanup()
-
-
-@contextlib.contextmanager
 def bench_database(admin: str) -> Iterator[str]:
-    name = f"runsvc_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    url = urlunsplit(urlsplit(admin)._replace(path=f"/{name}"))
-    try:
-        migrate(url)
-        prepare_broker(url)
+    """A fresh, migrated database with the baseline's table."""
+    with fresh_database(admin, prefix="runsvc_bench") as url:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(
                 "CREATE TABLE bench_baseline (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), "
@@ -82,11 +59,6 @@ def bench_database(admin: str) -> Iterator[str]:
                 "created_at timestamptz NOT NULL DEFAULT now())"
             )
         yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 # --- processes -------------------------------------------------------------

@@ -11,6 +11,7 @@ import queue
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Protocol
 
 import tenacity
@@ -86,9 +87,16 @@ class QueuedDispatch:
     dispatch time: the run is durable in Postgres either way."""
 
     def __init__(
-        self, dispatcher: Dispatcher, *, max_queued: int, batch_size: int, max_backoff: float = 2.0
+        self,
+        dispatcher: Dispatcher,
+        *,
+        max_queued: int,
+        batch_size: int,
+        on_unsent: Callable[[list[uuid.UUID]], None] = lambda run_ids: None,
+        max_backoff: float = 2.0,
     ) -> None:
         self._dispatcher = dispatcher
+        self._on_unsent = on_unsent
         self._queue: queue.Queue[uuid.UUID] = queue.Queue(max_queued)
         self._batch_size = batch_size
         self._max_backoff = max_backoff
@@ -108,6 +116,7 @@ class QueuedDispatch:
             self._full_since = None
         except queue.Full:
             self.left_to_reaper += 1
+            self._on_unsent([run_id])
             if self._full_since is None:  # once per episode, not per run
                 self._full_since = time.monotonic()
                 log.warning(
@@ -150,6 +159,7 @@ class QueuedDispatch:
                         batch.pop(0)
         except tenacity.RetryError:
             self.left_to_reaper += len(batch)
+            self._on_unsent(list(batch))
 
     async def close(self, grace: float) -> None:
         await asyncio.to_thread(self._close, grace)
@@ -161,7 +171,12 @@ class QueuedDispatch:
             time.sleep(0.02)
         self._stopping.set()
         self._thread.join(timeout=max(0.0, deadline - time.monotonic()) + 1.0)
-        self.left_to_reaper += self._queue.qsize()
+        left = []
+        while not self._queue.empty():
+            left.append(self._queue.get_nowait())
+        if left:
+            self.left_to_reaper += len(left)
+            self._on_unsent(left)
         if self.left_to_reaper:
             log.info("%d runs left for the reaper to dispatch", self.left_to_reaper)
         self._dispatcher.close()
