@@ -36,10 +36,12 @@ dev: $(STAMP)
 test: $(STAMP) $(TS_STAMP) check-gen breaking lint
 	$(BIN)/pytest
 
-## Print latency, throughput and memory figures (Postgres as for `make test`).
+## Print every benchmark's figures beside its baselines (benchmarks/bench_*.py
+## in turn; Postgres as for `make test`).
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_runs.py
-	$(BIN)/python benchmarks/bench_operators.py
+	@set -e; for script in benchmarks/bench_*.py; do \
+		echo "== $$script"; $(BIN)/python $$script; \
+	done
 
 ## Regenerate the code of proto/ (never edit it): Python into clients/python-proto
 ## (grpcio-tools, mypy-protobuf), TypeScript into clients/typescript/src/gen

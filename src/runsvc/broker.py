@@ -43,7 +43,9 @@ def build_broker(url: str) -> dramatiq.Broker:
         # Results are never used: the run row is the result.
         return PostgresBroker(url=url, results=False)
     if kind == "rabbitmq":
-        return RabbitmqBroker(url=url)
+        # A send returns once RabbitMQ has the message, so a failed send is
+        # known (and sent again) instead of lost in a dead connection.
+        return RabbitmqBroker(url=url, confirm_delivery=True)
     return RedisBroker(url=url)
 
 
@@ -55,6 +57,17 @@ def prepare_broker(url: str) -> None:
             init_postgres_queue(cur)
 
 
+def run_message(queue_name: str, run_id: uuid.UUID) -> dramatiq.Message:
+    """The one message runsvc sends: execute_run(run_id)."""
+    return dramatiq.Message(
+        queue_name=queue_name,
+        actor_name=RUN_ACTOR_NAME,
+        args=(str(run_id),),
+        kwargs={},
+        options={},
+    )
+
+
 class Dispatcher:
     """Sends execute_run messages; safe to call from any thread."""
 
@@ -64,14 +77,7 @@ class Dispatcher:
         broker.declare_queue(queue_name)
 
     def send(self, run_id: uuid.UUID) -> None:
-        message = dramatiq.Message(
-            queue_name=self.queue_name,
-            actor_name=RUN_ACTOR_NAME,
-            args=(str(run_id),),
-            kwargs={},
-            options={},
-        )
-        self.broker.enqueue(message)
+        self.broker.enqueue(run_message(self.queue_name, run_id))
 
     def close(self) -> None:
         self.broker.close()

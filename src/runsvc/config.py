@@ -72,6 +72,16 @@ class Settings:
     tls_cert: str | None = None
     tls_key: str | None = None
     tls_client_ca: str | None = None
+    # The server process: its Postgres pool, the WatchRun streams it
+    # accepts (more are refused with RESOURCE_EXHAUSTED, never starved),
+    # how often the watch hub pings its LISTEN connection, and the bounded
+    # queue of run messages sent to RabbitMQ or Redis after commit.
+    server_pool_min_size: int = 2
+    server_pool_max_size: int = 10
+    max_watches: int = 10_000
+    watch_ping_seconds: float = 10.0
+    dispatch_queue_size: int = 10_000
+    dispatch_batch_size: int = 100
 
     def with_tls(self, cert: str | None, key: str | None, client_ca: str | None) -> Settings:
         """These settings with TLS files given on the command line, if any."""
@@ -113,7 +123,20 @@ class Settings:
             tls_cert=os.environ.get("RUNSVC_TLS_CERT") or None,
             tls_key=os.environ.get("RUNSVC_TLS_KEY") or None,
             tls_client_ca=os.environ.get("RUNSVC_TLS_CLIENT_CA") or None,
-        )
+            server_pool_min_size=_int("RUNSVC_SERVER_POOL_MIN_SIZE", 2),
+            server_pool_max_size=_int("RUNSVC_SERVER_POOL_MAX_SIZE", 10),
+            max_watches=_int("RUNSVC_MAX_WATCHES", 10_000),
+            watch_ping_seconds=_float("RUNSVC_WATCH_PING_SECONDS", 10.0),
+            dispatch_queue_size=_int("RUNSVC_DISPATCH_QUEUE_SIZE", 10_000),
+            dispatch_batch_size=_int("RUNSVC_DISPATCH_BATCH_SIZE", 100),
+        ).checked()
+
+    def checked(self) -> Settings:
+        if self.server_pool_min_size > self.server_pool_max_size:
+            raise ConfigError(
+                "RUNSVC_SERVER_POOL_MIN_SIZE must not exceed RUNSVC_SERVER_POOL_MAX_SIZE"
+            )
+        return self
 
 
 def _max_item_ids() -> int:

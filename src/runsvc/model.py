@@ -101,3 +101,47 @@ class Run:
             retry_of_run_id=row.get("retry_of_run_id"),
             cancel_requested_at=row.get("cancel_requested_at"),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class RunState:
+    """What callers see of a run (StartRun's answer, GetRun, WatchRun): the
+    status, counts, version and times; never the work list or the lease."""
+
+    id: uuid.UUID
+    tenant_external_id: str
+    run_type: RunType
+    status: RunStatus
+    total: int
+    succeeded: int
+    failed: int
+    safe_error: SafeError | None
+    version: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    # Operators' extensions: the run this one retries (RetryRun), and when
+    # CancelRun asked it to stop.
+    retry_of_run_id: uuid.UUID | None = None
+    cancel_requested_at: datetime | None = None
+
+    @classmethod
+    def from_tuple(cls, row: tuple[Any, ...]) -> RunState:
+        """From the columns the server's queries select, in their order."""
+        (run_id, tenant, run_type, status, total, succeeded, failed, error, version) = row[:9]
+        return cls(
+            run_id,
+            tenant,
+            RunType(run_type),
+            RunStatus(status),
+            total,
+            succeeded,
+            failed,
+            SafeError(error["code"], error.get("context") or {}) if error else None,
+            version,
+            row[9],
+            row[10],
+            row[11],
+            row[12],
+            row[13],
+        )

@@ -103,3 +103,9 @@ def test_a_run_of_a_under_b_with_a_token_for_b_is_404(idle_gateway, idle_http):
         assert_error(watch, 404, "NOT_FOUND")
         # ...and under A's own path it is 403: B's token has no grant there.
         assert_error(b.get(run_path(tenant_a.external_id, run_a["id"])), 403, "PERMISSION_DENIED")
+
+
+def test_start_for_an_unknown_tenant_is_404_and_writes_nothing(idle_http, database_url):
+    response = idle_http.post("/admin/t/no-such-tenant-http/runs/snapshot_capture")
+    assert_error(response, 404, "NOT_FOUND")
+    assert count_runs(database_url, "no-such-tenant-http") == 0

@@ -10,6 +10,7 @@ import psycopg
 import pytest
 
 from tests.gateway.contract_check import assert_error
+from tests.support.seeding import seed_tenant
 
 RUN_TYPE = "snapshot_capture"
 
@@ -112,10 +113,10 @@ def test_body_over_the_limit_is_413_declared_or_streamed(idle_http, nothing_star
     assert_error(streamed, 413, "PAYLOAD_TOO_LARGE")
 
 
-def test_a_body_at_the_server_limits_fits_under_the_size_limit(idle_http, tenant_id):
+def test_a_body_at_the_server_limits_fits_under_the_size_limit(idle_http, tenant):
     # 10,000 item ids of 256 characters: the most the server accepts.
     body = {"itemIds": [f"{n:05d}".ljust(256, "x") for n in range(10_000)]}
-    response = idle_http.post(f"/admin/t/{tenant_id}/runs/{RUN_TYPE}", json=body)
+    response = idle_http.post(f"/admin/t/{tenant.external_id}/runs/{RUN_TYPE}", json=body)
     assert response.status_code == 201, response.text[:500]
 
 
@@ -151,6 +152,7 @@ def test_over_long_path_ids(idle_http, idle_stack):
     assert "runType: must be one of" in assert_error(get, 400)["message"]
     assert runs_count(idle_stack.database_url) == before
     # Just inside the limit, the tenant is accepted (the run is started).
+    seed_tenant(idle_stack.database_url, external_id="t" * 128)
     ok = idle_http.post(
         f"/admin/t/{'t' * 128}/runs/{RUN_TYPE}", json={"payloadHash": uuid.uuid4().hex}
     )

@@ -179,3 +179,22 @@ def test_watch_ends_with_an_error_event_when_the_server_goes_away(make_stack, ma
         assert [e.event for e in rest] == ["error"]
         assert rest[0].json["error"]["code"] == "UNAVAILABLE"
         assert open_watches(client) == 0
+
+
+def test_a_watch_beyond_the_servers_limit_is_429(make_stack, make_gateway):
+    stack = make_stack(RUNSVC_MAX_WATCHES="1", RUNSVC_REDISPATCH_SECONDS="86400")
+    stack.start_server()
+    gateway = make_gateway(stack.target, stack=stack)
+    tenant = seed_tenant(stack.database_url)
+    with gateway.client() as client:
+        record = client.post(f"/admin/t/{tenant.external_id}/runs/snapshot_capture").json()["run"]
+        with client.stream("GET", watch_url(record)) as held:
+            assert held.status_code == 200
+            # Kept referenced: a dropped generator closes the response, and
+            # with it the watch.
+            stream = events(held)
+            next(stream)  # served: the current state
+            refused = client.get(watch_url(record))
+            body = assert_error(refused, 429, "RESOURCE_EXHAUSTED")
+            assert "limit" in body["message"]
+            stream.close()

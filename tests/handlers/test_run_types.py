@@ -138,11 +138,12 @@ def test_explicit_empty_item_list_is_a_run_of_nothing(stub, tenant):
     assert run.status == SUCCEEDED and counts(run) == (0, 0, 0)
 
 
-def test_unknown_tenant_fails_the_run_with_a_clear_code(stub):
-    run = run_to_end(stub, "no-such-tenant", "snapshot_capture")
-    assert run.status == FAILED
-    assert run.safe_error.code == "TENANT_NOT_FOUND"
-    assert counts(run) == (0, 0, 0)
+def test_unknown_tenant_is_not_found_at_start_and_nothing_is_written(stub, database_url):
+    # Failing fast (issue 9): no run that could only ever fail.
+    with pytest.raises(grpc.RpcError) as error:
+        start(stub, "no-such-tenant", "snapshot_capture")
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    assert count_runs(database_url, "no-such-tenant") == 0
 
 
 # --- backup_set_add_policies -----------------------------------------------

@@ -17,6 +17,7 @@ from runsvc.tokens import generate_token, hash_token
 from tests.support.auth import new_token
 from tests.support.db import query_one
 from tests.support.runs import start
+from tests.support.seeding import seed_tenant
 
 
 class FakeClock:
@@ -134,19 +135,20 @@ def test_last_used_is_written_at_most_once_per_touch_interval(make_stack):
     stack.start_server()
     name = "touch-test"
     stub = stack.stub(token=new_token(stack.database_url, name=name))
+    tenant = seed_tenant(stack.database_url).external_id
 
     def last_used():
         return query_one(
             stack.database_url, "SELECT last_used_at FROM api_tokens WHERE name = %s", name
         )[0]
 
-    start(stub, "touch-tenant", "snapshot_capture")
+    start(stub, tenant, "snapshot_capture")
     first = last_used()
     assert first is not None
     for _ in range(4):  # each call after the cache time looks the token up again ...
         time.sleep(0.25)
-        start(stub, "touch-tenant", "snapshot_capture")
+        start(stub, tenant, "snapshot_capture")
     assert last_used() == first  # ... but does not write
     time.sleep(4.1)
-    start(stub, "touch-tenant", "snapshot_capture")
+    start(stub, tenant, "snapshot_capture")
     assert last_used() > first

@@ -13,6 +13,7 @@ from tenantpilot.runs.v1 import runs_pb2
 
 from tests.support.db import query_one
 from tests.support.runs import start
+from tests.support.seeding import seed_tenant
 
 
 def violations(error: grpc.RpcError) -> list[str]:
@@ -63,7 +64,8 @@ def test_start_run_rejects_bad_input_and_writes_nothing(case, idle_stub, tenant,
     assert all_runs(database_url) == before
 
 
-def test_limits_themselves_are_accepted(idle_stub, tenant):
+def test_limits_themselves_are_accepted(idle_stub, database_url):
+    seed_tenant(database_url, external_id="t" * 128)
     response = start(
         idle_stub,
         "t" * 128,
@@ -76,7 +78,8 @@ def test_limits_themselves_are_accepted(idle_stub, tenant):
     assert response.run.tenant_external_id == "t" * 128
 
 
-def test_unicode_is_not_a_control_character(idle_stub):
+def test_unicode_is_not_a_control_character(idle_stub, database_url):
+    seed_tenant(database_url, external_id="mandant-müller-日本")
     response = start(idle_stub, "mandant-müller-日本", "snapshot_capture", target="Größe ✓")
     assert response.run.tenant_external_id == "mandant-müller-日本"
 

@@ -168,6 +168,7 @@ def test_get_run_answers_safely(data, fuzz, database_url):
 def test_sql_in_fields_is_data_not_code(idle_stub, database_url):
     """The fragments are stored verbatim; the tables are all still there."""
     name = "'; DROP TABLE runs; --"
+    seed_tenant(database_url, external_id=name)
     answer = idle_stub.StartRun(
         runs_pb2.StartRunRequest(
             tenant_external_id=name,

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import psycopg
+import grpc
+import pytest
 from tenantpilot.runs.v1 import runs_pb2
 
+from tests.support.db import count_runs, query_all, query_one
 from tests.support.runs import start, wait_terminal
-
-
-def count_runs(database_url: str, tenant: str) -> int:
-    with psycopg.connect(database_url) as conn:
-        return conn.execute(
-            "SELECT count(*) FROM runs WHERE tenant_external_id = %s", (tenant,)
-        ).fetchone()[0]
 
 
 def test_new_run_is_queued_and_durable(idle_stub, tenant, database_url):
@@ -81,3 +77,44 @@ def test_terminal_run_is_not_reused(stub, tenant):
     again = start(stub, tenant.external_id, "snapshot_capture", target="scope-a")
     assert again.reused is False
     assert again.run.id != first.run.id
+
+
+def messages_for(database_url: str, run_ids: list[str]) -> dict[str, int]:
+    """How many Dramatiq messages the Postgres broker's queue holds per run."""
+    rows = query_all(
+        database_url,
+        "SELECT message->'args'->>0, count(*) FROM dramatiq.queue "
+        "WHERE message->'args'->>0 = ANY(%s) GROUP BY 1",
+        run_ids,
+    )
+    return dict(rows)
+
+
+def test_unknown_tenant_is_not_found_and_nothing_is_written(idle_stack, database_url):
+    ghost = f"ghost-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(grpc.RpcError) as error:
+        start(idle_stack.stub(), ghost, "snapshot_capture")
+    assert error.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "tenant" in error.value.details()
+    assert count_runs(database_url, ghost) == 0
+    audited = query_one(
+        database_url, "SELECT count(*) FROM audit_events WHERE tenant_external_id = %s", ghost
+    )[0]
+    assert audited == 0
+
+
+def test_each_new_run_commits_with_exactly_one_message_and_reuse_adds_none(
+    idle_stub, tenant, database_url
+):
+    # The idle stack's queue has no consumer, so every message is still there.
+    def call(_: int) -> runs_pb2.StartRunResponse:
+        return start(idle_stub, tenant.external_id, "restore_preview", target="bs-main")
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        responses = list(pool.map(call, range(50)))
+    others = [
+        start(idle_stub, tenant.external_id, "snapshot_capture", target=f"s{i}") for i in range(5)
+    ]
+    run_ids = sorted({r.run.id for r in responses + others})
+    assert len(run_ids) == 6
+    assert messages_for(database_url, run_ids) == dict.fromkeys(run_ids, 1)

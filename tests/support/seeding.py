@@ -19,8 +19,12 @@ def policy_payload(index: int) -> dict:
     return {"setting": f"value-{index}", "enabled": index % 2 == 0, "level": index}
 
 
-def seed_tenant(database_url: str, *, policies: int = 5, prefix: str = "t") -> SeededTenant:
-    external_id = f"{prefix}-{uuid.uuid4().hex[:12]}"
+def seed_tenant(
+    database_url: str, *, policies: int = 5, prefix: str = "t", external_id: str | None = None
+) -> SeededTenant:
+    """A tenant with `policies` live policies and one backup set; a fresh
+    unique name unless `external_id` names it."""
+    external_id = external_id or f"{prefix}-{uuid.uuid4().hex[:12]}"
     policy_ids = [f"pol-{i:05d}" for i in range(policies)]
     seed(
         database_url,

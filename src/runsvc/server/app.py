@@ -9,7 +9,6 @@ import os
 import signal
 import uuid
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import grpc
@@ -19,13 +18,15 @@ from grpc_reflection.v1alpha import reflection
 from psycopg_pool import AsyncConnectionPool
 from tenantpilot.runs.v1 import runs_pb2, runs_pb2_grpc
 
-from runsvc.broker import Dispatcher, build_broker
+from runsvc.broker import Dispatcher, broker_kind, build_broker
 from runsvc.config import Settings
 from runsvc.redact import describe_exception
 from runsvc.server.auth import Authenticator, AuthInterceptor
 from runsvc.server.decode import DecodeInterceptor
+from runsvc.server.dispatch import QueuedDispatch, RunDispatch, TransactionalDispatch
 from runsvc.server.servicer import RunService
 from runsvc.server.watch_hub import WatchHub
+from runsvc.store.pool import KEEPALIVES, LivenessCheck
 from runsvc.store.runs import run_dispatch_due_now
 
 log = logging.getLogger(__name__)
@@ -40,16 +41,42 @@ class RunningServer:
     pool: AsyncConnectionPool
     hub: WatchHub
     health: HealthServicer
-    dispatcher: Dispatcher
-    sender: ThreadPoolExecutor
+    dispatch: RunDispatch
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         await self.hub.stop()
+        await self.dispatch.close(grace)
         await self.pool.close()
-        self.sender.shutdown(wait=True)
-        self.dispatcher.close()
+
+
+def build_dispatch(settings: Settings, pool: AsyncConnectionPool) -> RunDispatch:
+    """Postgres broker: the message is written with the run. RabbitMQ and
+    Redis: a bounded queue, sent in batches after commit."""
+    if broker_kind(settings.broker_url) == "postgres":
+        return TransactionalDispatch(settings.queue_name, pool)
+    loop = asyncio.get_running_loop()
+
+    async def make_due(run_ids: list[uuid.UUID]) -> None:
+        try:
+            async with pool.connection() as conn:
+                for run_id in run_ids:
+                    await run_dispatch_due_now(conn, run_id)
+        except Exception as exc:  # the run's dispatch time still brings the reaper
+            log.warning("could not mark %d runs due: %s", len(run_ids), describe_exception(exc))
+
+    def unsent(run_ids: list[uuid.UUID]) -> None:
+        # Due at once: a reaper sends them at its next pass, not after the
+        # redispatch time. Called from the event loop or the sender thread.
+        asyncio.run_coroutine_threadsafe(make_due(run_ids), loop)
+
+    return QueuedDispatch(
+        Dispatcher(build_broker(settings.broker_url), settings.queue_name),
+        max_queued=settings.dispatch_queue_size,
+        batch_size=settings.dispatch_batch_size,
+        on_unsent=unsent,
+    )
 
 
 async def start_server(
@@ -60,48 +87,28 @@ async def start_server(
 ) -> RunningServer:
     """Starts the server; an unparsable request is refused first, then
     authentication runs, then `interceptors`."""
+    liveness = LivenessCheck()
     pool = AsyncConnectionPool(
         settings.database_url,
-        min_size=2,
-        max_size=20,
+        min_size=settings.server_pool_min_size,
+        max_size=settings.server_pool_max_size,
         # The pid in the name lets operators (and tests) tell processes apart.
-        kwargs={"autocommit": True, "application_name": f"runsvc-server:{os.getpid()}"},
+        kwargs={
+            "autocommit": True,
+            "application_name": f"runsvc-server:{os.getpid()}",
+            **KEEPALIVES,
+        },
+        # After a database restart every pooled connection is dead: each is
+        # checked on checkout (no round trip) and replaced, not handed out.
+        check=liveness,
         open=False,
         name="runsvc-server",
     )
+    liveness.pool = pool
     await pool.open(wait=True, timeout=30)
-    hub = WatchHub(settings.database_url, pool)
+    hub = WatchHub(settings.database_url, pool, ping_seconds=settings.watch_ping_seconds)
     await hub.start()
-
-    dispatcher = Dispatcher(build_broker(settings.broker_url), settings.queue_name)
-    # Broker clients block; sending happens off the event loop, after the
-    # run is committed, and StartRun does not wait for it.
-    sender = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dispatch")
-
-    loop = asyncio.get_running_loop()
-
-    async def make_due(run_id: uuid.UUID) -> None:
-        try:
-            async with pool.connection() as conn:
-                await run_dispatch_due_now(conn, run_id)
-        except Exception as exc:  # the run's backoff still brings the reaper
-            log.warning("could not mark run %s due: %s", run_id, describe_exception(exc))
-
-    def dispatch(run_id: uuid.UUID) -> None:
-        def send() -> None:
-            try:
-                dispatcher.send(run_id)
-            except Exception as exc:
-                # Due at once: a reaper sends it at its next pass after the
-                # broker is back, not after the redispatch backoff.
-                log.warning(
-                    "dispatch of run %s failed, the reaper will retry: %s",
-                    run_id,
-                    describe_exception(exc),
-                )
-                asyncio.run_coroutine_threadsafe(make_due(run_id), loop)
-
-        sender.submit(send)
+    dispatch = build_dispatch(settings, pool)
 
     authenticator = Authenticator(
         pool,
@@ -109,7 +116,8 @@ async def start_server(
         touch_seconds=settings.auth_touch_seconds,
     )
     server = grpc.aio.server(
-        interceptors=[DecodeInterceptor(), AuthInterceptor(authenticator), *interceptors]
+        interceptors=[DecodeInterceptor(), AuthInterceptor(authenticator), *interceptors],
+        options=server_options(settings),
     )
     runs_pb2_grpc.add_RunServiceServicer_to_server(
         RunService(
@@ -118,6 +126,7 @@ async def start_server(
             dispatch,
             max_item_ids=settings.max_item_ids,
             redispatch_seconds=settings.redispatch_seconds,
+            max_watches=settings.max_watches,
         ),
         server,
     )
@@ -141,7 +150,21 @@ async def start_server(
     if port == 0:
         raise OSError(f"cannot listen on {grpc_addr}")
     await server.start()
-    return RunningServer(server, port, pool, hub, health, dispatcher, sender)
+    return RunningServer(server, port, pool, hub, health, dispatch)
+
+
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    """gRPC core keeps calls that arrived but that grpc.aio (which accepts
+    one at a time) has not yet taken in a pending queue; past 1,000 of them
+    it drops calls at random, all past 3,000, and the client sees CANCELLED
+    with no message. A burst of WatchRun openings (thousands of streams at
+    once) must wait there instead: the limit of watches is RUNSVC_MAX_WATCHES,
+    enforced with RESOURCE_EXHAUSTED once a call is taken."""
+    soft = max(1000, settings.max_watches)
+    return [
+        ("grpc.server.max_pending_requests", soft),
+        ("grpc.server.max_pending_requests_hard_limit", 2 * soft),
+    ]
 
 
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:

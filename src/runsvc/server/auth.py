@@ -17,6 +17,7 @@ once per `touch_seconds` per token and server process.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import time
@@ -82,18 +83,31 @@ class Authenticator:
         self._clock = clock
         # sha256(token) -> (expires at, principal or None for a refused token)
         self._cache: dict[bytes, tuple[float, Principal | None]] = {}
+        self._inflight: dict[bytes, asyncio.Future[Principal | None]] = {}
 
     async def authenticate(self, token: str) -> Principal | None:
         key_id = key_id_of(token)
         if key_id is None:
             return None  # not even shaped like a token: no database trip
         digest = hash_token(token)
-        now = self._clock()
         cached = self._cache.get(digest)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > self._clock():
             return cached[1]
+        # Single flight: a burst of calls with one uncached token makes one
+        # lookup, and every caller awaits it (shielded: one caller giving up
+        # does not cancel it for the others).
+        lookup = self._inflight.get(digest)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._lookup_and_remember(digest, key_id, token))
+            self._inflight[digest] = lookup
+            lookup.add_done_callback(lambda _: self._inflight.pop(digest, None))
+        return await asyncio.shield(lookup)
+
+    async def _lookup_and_remember(
+        self, digest: bytes, key_id: str, token: str
+    ) -> Principal | None:
         principal = await self._lookup(key_id, token)
-        self._remember(digest, now + self._cache_seconds, principal)
+        self._remember(digest, self._clock() + self._cache_seconds, principal)
         return principal
 
     async def _lookup(self, key_id: str, token: str) -> Principal | None:
@@ -131,6 +145,9 @@ Behaviour = Callable[[Any, grpc.aio.ServicerContext], Any]
 class AuthInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, authenticator: Authenticator) -> None:
         self._authenticator = authenticator
+        # The guarded handler of each method, made once: the guard reads the
+        # call's metadata from its context, so nothing is built per call.
+        self._guarded: dict[str, grpc.RpcMethodHandler] = {}
 
     async def intercept_service(
         self,
@@ -141,8 +158,13 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         method = handler_call_details.method
         if handler is None or method.startswith(PUBLIC_PREFIXES):
             return handler
-        metadata = handler_call_details.invocation_metadata
-        check = self._checker(method, metadata)
+        guarded = self._guarded.get(method)
+        if guarded is None:
+            guarded = self._guarded[method] = self._guard(method, handler)
+        return guarded
+
+    def _guard(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+        check = self._checker(method)
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
                 _guard_unary(handler.unary_unary, check),
@@ -159,16 +181,16 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         # exist, and none is let through unchecked.
         return _refuse_all(handler)
 
-    def _checker(
-        self, method: str, metadata: Any
-    ) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[None]]:
+    def _checker(self, method: str) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[None]]:
+        needed = METHOD_ROLES.get(method)
+
         async def check(request: Any, context: grpc.aio.ServicerContext) -> None:
             async def refuse(code: grpc.StatusCode, message: str, why: str) -> None:
                 # Never the token: at most its public key id, or the token's name.
                 log.info("refused %s: %s", method, why)
                 await context.abort(code, message)
 
-            token = bearer_token(metadata)
+            token = bearer_token(context.invocation_metadata())
             if token is None:
                 await refuse(
                     grpc.StatusCode.UNAUTHENTICATED,
@@ -188,7 +210,6 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                     "the token is unknown or revoked",
                     f"unknown or revoked token (key id {key_id_of(token) or 'malformed'})",
                 )
-            needed = METHOD_ROLES.get(method)
             if needed is None or not principal.role.allows(needed):
                 await refuse(
                     grpc.StatusCode.PERMISSION_DENIED,

@@ -9,7 +9,7 @@ from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 from tenantpilot.runs.v1 import runs_pb2
 
-from runsvc.model import Run, RunStatus
+from runsvc.model import RunState, RunStatus
 from runsvc.store.runs import RunItem
 
 STATUS_TO_PROTO = {
@@ -27,7 +27,7 @@ def _timestamp(value: datetime) -> Timestamp:
     return stamp
 
 
-def run_to_proto(run: Run) -> runs_pb2.RunRecord:
+def run_to_proto(run: RunState) -> runs_pb2.RunRecord:
     record = runs_pb2.RunRecord(
         id=str(run.id),
         tenant_external_id=run.tenant_external_id,

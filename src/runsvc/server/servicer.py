@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import grpc
@@ -13,7 +13,7 @@ from psycopg_pool import AsyncConnectionPool
 from tenantpilot.runs.v1 import runs_pb2, runs_pb2_grpc
 
 from runsvc import safe_errors
-from runsvc.model import Run, RunType, SafeError
+from runsvc.model import RunState, RunType, SafeError
 from runsvc.server import page_tokens
 from runsvc.server.auth import current_principal
 from runsvc.server.convert import (
@@ -22,6 +22,7 @@ from runsvc.server.convert import (
     item_to_proto,
     run_to_proto,
 )
+from runsvc.server.dispatch import RunDispatch
 from runsvc.server.status import status_from_errors
 from runsvc.server.watch_hub import WatchHub
 from runsvc.store import auth as auth_store
@@ -50,16 +51,18 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
         self,
         pool: AsyncConnectionPool,
         hub: WatchHub,
-        dispatch: Callable[[uuid.UUID], None],
+        dispatch: RunDispatch,
         *,
         max_item_ids: int,
         redispatch_seconds: float,
+        max_watches: int = 10_000,
     ) -> None:
         self._pool = pool
         self._hub = hub
         self._dispatch = dispatch
         self._max_item_ids = max_item_ids
         self._redispatch_seconds = redispatch_seconds
+        self._max_watches = max_watches
 
     async def StartRun(
         self, request: runs_pb2.StartRunRequest, context: grpc.aio.ServicerContext
@@ -74,23 +77,44 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
                 payload_hash=options.payload_hash,
                 item_ids=options.item_ids,
             )
-            with translate_errors():
-                # The run and its audit record commit together, or neither does.
-                async with self._pool.connection() as conn, conn.transaction():
-                    run, reused = await store.run_insert_or_reuse(
-                        conn, new, redispatch_after=self._redispatch_seconds
-                    )
-                    await _audit(conn, "run.start", run, reused=reused)
+            caller = current_principal()
+            run_id = uuid.uuid4()
+            try:
+                with translate_errors():
+                    # The run, its audit row and (Postgres broker) its message
+                    # commit together in one round trip, or none of them does.
+                    async with self._pool.connection() as conn:
+                        run, reused = await store.run_insert_or_reuse(
+                            conn,
+                            new,
+                            run_id=run_id,
+                            token_name=caller.name if caller else "-",
+                            redispatch_after=self._redispatch_seconds,
+                            message=self._dispatch.queued_message(run_id),
+                        )
+            except store.TenantNotFound:
+                await context.abort(grpc.StatusCode.NOT_FOUND, "tenant not found")
             if not reused:
-                # After commit; if this message is lost the reaper sends it again.
-                self._dispatch(run.id)
+                # Postgres broker: wakes the workers. RabbitMQ/Redis: queues
+                # the message to send; if it is lost, the reaper sends it
+                # again after the dispatch time.
+                self._dispatch.after_commit(run.id)
             return runs_pb2.StartRunResponse(reused=reused, run=run_to_proto(run))
 
     async def GetRun(
         self, request: runs_pb2.GetRunRequest, context: grpc.aio.ServicerContext
     ) -> runs_pb2.GetRunResponse:
         async with status_from_errors(context):
-            run = await self._find(request)
+            check_request(request)
+            run_id = run_id_of(request)
+            with translate_errors():
+                async with self._pool.connection() as conn:
+                    run = await store.run_get(
+                        conn,
+                        tenant=request.tenant_external_id,
+                        run_type=request.run_type,
+                        run_id=run_id,
+                    )
             if run is None:
                 await context.abort(grpc.StatusCode.NOT_FOUND, "run not found")
             return runs_pb2.GetRunResponse(run=run_to_proto(run))
@@ -102,9 +126,19 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
             check_request(request)
             run_id = run_id_of(request)
             sent_version = request.after_version if request.HasField("after_version") else 0
+            if self._hub.watcher_count >= self._max_watches:
+                # Refused at once rather than accepted and then starved.
+                await context.abort(
+                    grpc.StatusCode.RESOURCE_EXHAUSTED,
+                    f"this server is at its limit of {self._max_watches} watches; retry later",
+                )
             async with self._hub.watch(run_id) as watcher:
-                current = await self._find(request)
-                if current is None:
+                current = await watcher.first()
+                if (
+                    current is None
+                    or current.state.tenant_external_id != request.tenant_external_id
+                    or current.state.run_type != request.run_type
+                ):
                     await context.abort(grpc.StatusCode.NOT_FOUND, "run not found")
                 if sent_version > current.version:
                     # A version the run never had: resuming from it would skip states.
@@ -116,29 +150,16 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
                             )
                         ]
                     )
-                watcher.offer(current)
                 while True:
                     latest = watcher.latest
                     assert latest is not None
-                    if latest.status.terminal and latest.version <= sent_version:
+                    if latest.state.status.terminal and latest.version <= sent_version:
                         return  # the caller has already seen the end
-                    run = await watcher.next_after(sent_version)
-                    yield runs_pb2.WatchRunResponse(run=run_to_proto(run))
-                    sent_version = run.version
-                    if run.status.terminal:
+                    snapshot = await watcher.next_after(sent_version)
+                    yield snapshot.response()
+                    sent_version = snapshot.version
+                    if snapshot.state.status.terminal:
                         return
-
-    async def _find(self, request: runs_pb2.GetRunRequest | runs_pb2.WatchRunRequest) -> Run | None:
-        check_request(request)
-        run_id = run_id_of(request)
-        with translate_errors():
-            async with self._pool.connection() as conn:
-                return await store.run_get(
-                    conn,
-                    tenant=request.tenant_external_id,
-                    run_type=request.run_type,
-                    run_id=run_id,
-                )
 
     # -- operators' extensions --
 
@@ -258,17 +279,24 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
                             f"the run is {source.status}: only a failed or partial run "
                             "can be retried",
                         )
+                    # The new run and (Postgres broker) its message commit
+                    # together, as in StartRun.
+                    run_id = uuid.uuid4()
                     run, reused = await store.run_retry_insert_or_reuse(
-                        conn, source, redispatch_after=self._redispatch_seconds
+                        conn,
+                        source,
+                        run_id=run_id,
+                        redispatch_after=self._redispatch_seconds,
+                        message=self._dispatch.queued_message(run_id),
                     )
                     await _audit(conn, "run.retry", run, reused=reused)
             if not reused:
-                self._dispatch(run.id)
+                self._dispatch.after_commit(run.id)
             return runs_pb2.RetryRunResponse(reused=reused, run=run_to_proto(run))
 
 
 async def _audit(
-    conn: AsyncConnection, action: str, run: Run, *, reused: bool | None = None
+    conn: AsyncConnection, action: str, run: RunState, *, reused: bool | None = None
 ) -> None:
     caller = current_principal()
     await auth_store.audit_insert(

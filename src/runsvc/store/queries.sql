@@ -3,40 +3,85 @@
 -- Parameters are psycopg named placeholders.
 
 -- name: run_insert_or_reuse
--- Creates a queued run, or returns the active run with the same dedupe key.
--- One statement: the partial unique index arbitrates concurrent callers. It
--- returns no row when the conflicting run committed after this statement's
--- snapshot (or finished meanwhile); the caller then runs it again.
-WITH inserted AS (
-    INSERT INTO runs (tenant_external_id, run_type, target_object_id, payload_hash,
+-- StartRun in one statement: checks the tenant, creates a queued run or
+-- finds the active run with the same dedupe key, and writes the audit row.
+-- The partial unique index arbitrates concurrent callers. Always one row:
+-- tenant_known false means an unknown tenant (nothing written); a NULL id
+-- means the conflicting run committed after this statement's snapshot (or
+-- finished meanwhile), and the caller runs it again. The columns after
+-- `reused` are those of run_get, in its order.
+WITH tenant AS (
+    SELECT 1 FROM tenants WHERE external_id = %(tenant)s
+),
+inserted AS (
+    INSERT INTO runs (id, tenant_external_id, run_type, target_object_id, payload_hash,
                       requested_item_ids, total, dispatch_due_at)
-    VALUES (%(tenant)s, %(run_type)s, %(target_object_id)s, %(payload_hash)s,
-            %(item_ids)s, coalesce(cardinality(%(item_ids)s::text[]), 0),
-            now() + make_interval(secs => %(redispatch_after)s))
+    SELECT %(run_id)s, %(tenant)s, %(run_type)s, %(target_object_id)s, %(payload_hash)s,
+           %(item_ids)s, coalesce(cardinality(%(item_ids)s::text[]), 0),
+           now() + make_interval(secs => %(redispatch_after)s)
+    FROM tenant
     ON CONFLICT (tenant_external_id, run_type, coalesce(target_object_id, ''), coalesce(payload_hash, ''))
         WHERE status IN ('queued', 'running')
         DO NOTHING
-    RETURNING *
+    RETURNING id, tenant_external_id, run_type, status, total, succeeded, failed, safe_error,
+              version, created_at, started_at, finished_at, retry_of_run_id, cancel_requested_at
+),
+chosen AS (
+    SELECT false AS reused, inserted.* FROM inserted
+    UNION ALL
+    SELECT true, id, tenant_external_id, run_type, status, total, succeeded, failed, safe_error,
+           version, created_at, started_at, finished_at, retry_of_run_id, cancel_requested_at
+    FROM runs
+    WHERE NOT EXISTS (SELECT 1 FROM inserted)
+      AND EXISTS (SELECT 1 FROM tenant)
+      AND tenant_external_id = %(tenant)s
+      AND run_type = %(run_type)s
+      AND coalesce(target_object_id, '') = coalesce(%(target_object_id)s, '')
+      AND coalesce(payload_hash, '') = coalesce(%(payload_hash)s, '')
+      AND status IN ('queued', 'running')
+),
+audited AS (
+    INSERT INTO audit_events (action, token_name, tenant_external_id, run_id, run_type, reused)
+    SELECT 'run.start', %(token_name)s, tenant_external_id, id, run_type, reused FROM chosen
 )
-SELECT inserted.*, false AS reused FROM inserted
-UNION ALL
-SELECT runs.*, true AS reused
-FROM runs
-WHERE NOT EXISTS (SELECT 1 FROM inserted)
-  AND tenant_external_id = %(tenant)s
-  AND run_type = %(run_type)s
-  AND coalesce(target_object_id, '') = coalesce(%(target_object_id)s, '')
-  AND coalesce(payload_hash, '') = coalesce(%(payload_hash)s, '')
-  AND status IN ('queued', 'running');
+-- (run_message_enqueue's CTE goes here with the Postgres broker)
+SELECT EXISTS (SELECT 1 FROM tenant) AS tenant_known, chosen.*
+FROM (VALUES (1)) AS one LEFT JOIN chosen ON true;
+
+-- name: run_message_enqueue
+-- With the Postgres broker, this CTE joins the WITH list of
+-- run_insert_or_reuse and run_retry_insert_or_reuse (runsvc.store.runs
+-- composes them): the new run's Dramatiq message is
+-- written by the same statement, so a committed run always has its message
+-- and a reused run gets none. The table is dramatiq-postgres's (schema
+-- "dramatiq", the columns its ENQUEUE query writes); the consumers' wake-up
+-- NOTIFY is sent after commit, coalesced (run_message_wake). Tests run a
+-- real worker on messages written here.
+enqueued AS (
+    INSERT INTO dramatiq.queue (queue_name, message_id, "state", message)
+    SELECT %(queue)s, %(message_id)s, 'queued', %(message)s FROM inserted
+)
+
+-- name: run_message_wake
+-- Wakes the Dramatiq consumers of a queue (dramatiq-postgres LISTENs on
+-- this channel; they also poll, so a lost wake-up only delays a run).
+SELECT pg_notify(%(channel)s, '');
 
 -- name: run_get
 -- A run as its tenant and type address it; another tenant's or type's run
--- is not found.
-SELECT * FROM runs
+-- is not found. The columns callers see, never the work list.
+SELECT id, tenant_external_id, run_type, status, total, succeeded, failed, safe_error,
+       version, created_at, started_at, finished_at, retry_of_run_id, cancel_requested_at
+FROM runs
 WHERE id = %(run_id)s AND tenant_external_id = %(tenant)s AND run_type = %(run_type)s;
 
 -- name: run_get_many
-SELECT * FROM runs WHERE id = ANY(%(run_ids)s::uuid[]);
+-- The watch hub's refresh: every changed run of one wake-up at once, with
+-- run_get's columns.
+SELECT id, tenant_external_id, run_type, status, total, succeeded, failed, safe_error,
+       version, created_at, started_at, finished_at, retry_of_run_id, cancel_requested_at
+FROM runs
+WHERE id = ANY(%(run_ids)s::uuid[]);
 
 -- name: run_claim
 -- Takes the run for one execution: a queued run, or a running one whose
@@ -491,7 +536,10 @@ LIMIT %(limit)s;
 -- (created_at, id) of the previous page's last run. The position and the
 -- created range are index conditions even in a generic plan (coalesce, not
 -- "IS NULL OR"); type, status and target filter the rows of that range.
-SELECT * FROM runs
+-- The columns of run_get.
+SELECT id, tenant_external_id, run_type, status, total, succeeded, failed, safe_error,
+       version, created_at, started_at, finished_at, retry_of_run_id, cancel_requested_at
+FROM runs
 WHERE tenant_external_id = %(tenant)s
   AND (created_at, id) < (coalesce(%(after_created_at)s::timestamptz, 'infinity'),
                           coalesce(%(after_id)s::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'))
@@ -551,14 +599,17 @@ written AS (
     SET outcome = 'failed', error_code = %(error_code)s, finished_at = now()
     WHERE run_id IN (SELECT id FROM cancelled WHERE status = 'failed') AND outcome IS NULL
 )
-SELECT * FROM cancelled;
+SELECT id, tenant_external_id, run_type, status, total, succeeded, failed, safe_error,
+       version, created_at, started_at, finished_at, retry_of_run_id, cancel_requested_at
+FROM cancelled;
 
 -- name: run_retry_insert_or_reuse
--- RetryRun: a queued run of the retried run's tenant, type, target and
--- payload hash over its failed items, copied here (any number of them);
--- a run that failed before its items were known retries what it was asked.
--- Dedupe as in run_insert_or_reuse: no row means the conflicting active run
--- was not visible yet, and the caller runs it again.
+-- RetryRun: a queued run (id %(run_id)s) of the retried run's tenant, type,
+-- target and payload hash over its failed items, copied here (any number of
+-- them); a run that failed before its items were known retries what it was
+-- asked. Dedupe as in run_insert_or_reuse: no row means the conflicting
+-- active run was not visible yet, and the caller runs it again. Returns
+-- `reused`, then run_get's columns.
 WITH source AS (
     SELECT s.*,
            CASE WHEN s.items_resolved THEN (
@@ -567,24 +618,29 @@ WITH source AS (
                WHERE ri.run_id = s.id AND ri.outcome = 'failed')
            ELSE s.requested_item_ids END AS retry_item_ids
     FROM runs s
-    WHERE s.id = %(run_id)s AND s.tenant_external_id = %(tenant)s AND s.run_type = %(run_type)s
+    WHERE s.id = %(source_run_id)s AND s.tenant_external_id = %(tenant)s
+      AND s.run_type = %(run_type)s
       AND s.status IN ('succeeded', 'partial', 'failed')
 ),
 inserted AS (
-    INSERT INTO runs (tenant_external_id, run_type, target_object_id, payload_hash,
+    INSERT INTO runs (id, tenant_external_id, run_type, target_object_id, payload_hash,
                       requested_item_ids, total, dispatch_due_at, retry_of_run_id)
-    SELECT tenant_external_id, run_type, target_object_id, payload_hash,
+    SELECT %(run_id)s, tenant_external_id, run_type, target_object_id, payload_hash,
            retry_item_ids, coalesce(cardinality(retry_item_ids), 0),
            now() + make_interval(secs => %(redispatch_after)s), id
     FROM source
     ON CONFLICT (tenant_external_id, run_type, coalesce(target_object_id, ''), coalesce(payload_hash, ''))
         WHERE status IN ('queued', 'running')
         DO NOTHING
-    RETURNING *
+    RETURNING id, tenant_external_id, run_type, status, total, succeeded, failed, safe_error,
+              version, created_at, started_at, finished_at, retry_of_run_id, cancel_requested_at
 )
-SELECT inserted.*, false AS reused FROM inserted
+-- (run_message_enqueue's CTE goes here with the Postgres broker)
+SELECT false AS reused, inserted.* FROM inserted
 UNION ALL
-SELECT runs.*, true AS reused
+SELECT true, runs.id, runs.tenant_external_id, runs.run_type, runs.status, runs.total,
+       runs.succeeded, runs.failed, runs.safe_error, runs.version, runs.created_at,
+       runs.started_at, runs.finished_at, runs.retry_of_run_id, runs.cancel_requested_at
 FROM runs, source
 WHERE NOT EXISTS (SELECT 1 FROM inserted)
   AND runs.tenant_external_id = source.tenant_external_id
@@ -592,3 +648,4 @@ WHERE NOT EXISTS (SELECT 1 FROM inserted)
   AND coalesce(runs.target_object_id, '') = coalesce(source.target_object_id, '')
   AND coalesce(runs.payload_hash, '') = coalesce(source.payload_hash, '')
   AND runs.status IN ('queued', 'running');
+

@@ -17,7 +17,7 @@ from psycopg import AsyncConnection, Connection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from runsvc.model import Run, RunStatus, RunType, SafeError
+from runsvc.model import Run, RunState, RunStatus, RunType, SafeError
 from runsvc.store.queries import QUERIES
 
 # How often run_insert_or_reuse retries when the run it collided with was not
@@ -49,51 +49,91 @@ class ItemOutcome:
 # --- server side (async) ---------------------------------------------------
 
 
+class TenantNotFound(Exception):
+    """StartRun named a tenant that has no row in `tenants`; nothing was written."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedMessage:
+    """A Dramatiq message written by the statement that creates the run (the
+    Postgres broker's queue table): `body` is the message as Dramatiq encodes it."""
+
+    queue: str
+    message_id: str
+    body: dict[str, Any]
+
+
 async def run_insert_or_reuse(
-    conn: AsyncConnection, new: NewRun, *, redispatch_after: float
-) -> tuple[Run, bool]:
-    """Creates a queued run or returns the active one with the same key.
+    conn: AsyncConnection,
+    new: NewRun,
+    *,
+    run_id: uuid.UUID,
+    token_name: str,
+    redispatch_after: float,
+    message: QueuedMessage | None = None,
+) -> tuple[RunState, bool]:
+    """Creates a queued run (with id `run_id`) or returns the active one with
+    the same key, and audits the call; with `message`, the new run's message
+    too. One statement, one round trip, one transaction.
 
     Returns (run, reused). Durable when this returns (autocommit connection).
+    Raises TenantNotFound for an unknown tenant.
     """
     params = {
+        "run_id": run_id,
         "tenant": new.tenant_external_id,
         "run_type": new.run_type.value,
         "target_object_id": new.target_object_id,
         "payload_hash": new.payload_hash,
         "item_ids": new.item_ids,
         "redispatch_after": redispatch_after,
+        "token_name": token_name,
     }
-    return await _insert_or_reuse(conn, "run_insert_or_reuse", params)
-
-
-async def _insert_or_reuse(
-    conn: AsyncConnection, query: str, params: dict[str, Any]
-) -> tuple[Run, bool]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        for _ in range(_INSERT_ATTEMPTS):
-            await cur.execute(QUERIES[query], params)
-            row = await cur.fetchone()
-            if row is not None:
-                return Run.from_row(row), row["reused"]
+    statement = QUERIES["run_insert_or_reuse"]
+    if message is not None:
+        statement = _WITH_MESSAGE
+        params.update(
+            queue=message.queue, message_id=message.message_id, message=Jsonb(message.body)
+        )
+    for _ in range(_INSERT_ATTEMPTS):
+        cur = await conn.execute(statement, params)
+        row = await cur.fetchone()
+        assert row is not None  # the statement always returns one row
+        if not row[0]:
+            raise TenantNotFound(new.tenant_external_id)
+        if row[2] is not None:
+            return RunState.from_tuple(row[2:]), row[1]
     raise DedupeRace("could not insert or find the active run")
+
+
+def _with_message_cte(statement: str, cte: str) -> str:
+    """run_insert_or_reuse with the message CTE added to its WITH list (a
+    data-modifying CTE runs though the final SELECT never reads it)."""
+    marker = "\n-- (run_message_enqueue's CTE goes here with the Postgres broker)\n"
+    if statement.count(marker) != 1:
+        raise ValueError("run_insert_or_reuse lost the place of its message CTE")
+    return statement.replace(marker, f",\n{cte}\n")
+
+
+_WITH_MESSAGE = _with_message_cte(QUERIES["run_insert_or_reuse"], QUERIES["run_message_enqueue"])
+_RETRY_WITH_MESSAGE = _with_message_cte(
+    QUERIES["run_retry_insert_or_reuse"], QUERIES["run_message_enqueue"]
+)
 
 
 async def run_get(
     conn: AsyncConnection, *, tenant: str, run_type: str, run_id: uuid.UUID
-) -> Run | None:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            QUERIES["run_get"], {"tenant": tenant, "run_type": run_type, "run_id": run_id}
-        )
-        row = await cur.fetchone()
-    return Run.from_row(row) if row else None
+) -> RunState | None:
+    cur = await conn.execute(
+        QUERIES["run_get"], {"tenant": tenant, "run_type": run_type, "run_id": run_id}
+    )
+    row = await cur.fetchone()
+    return RunState.from_tuple(row) if row else None
 
 
-async def run_get_many(conn: AsyncConnection, run_ids: Sequence[uuid.UUID]) -> list[Run]:
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(QUERIES["run_get_many"], {"run_ids": list(run_ids)})
-        return [Run.from_row(row) for row in await cur.fetchall()]
+async def run_get_many(conn: AsyncConnection, run_ids: Sequence[uuid.UUID]) -> list[RunState]:
+    cur = await conn.execute(QUERIES["run_get_many"], {"run_ids": list(run_ids)})
+    return [RunState.from_tuple(row) for row in await cur.fetchall()]
 
 
 async def run_dispatch_due_now(conn: AsyncConnection, run_id: uuid.UUID) -> None:
@@ -342,7 +382,7 @@ async def run_list(
     *,
     after: tuple[datetime, uuid.UUID] | None,
     limit: int,
-) -> list[Run]:
+) -> list[RunState]:
     """Runs newest first, after the keyset position `after` (created_at, id)."""
     params = {
         "tenant": selection.tenant_external_id,
@@ -355,9 +395,8 @@ async def run_list(
         "after_id": after[1] if after else None,
         "limit": limit,
     }
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(QUERIES["run_list"], params)
-        return [Run.from_row(row) for row in await cur.fetchall()]
+    cur = await conn.execute(QUERIES["run_list"], params)
+    return [RunState.from_tuple(row) for row in await cur.fetchall()]
 
 
 async def run_items_page(
@@ -397,7 +436,7 @@ async def run_cancel(
     run_type: str,
     run_id: uuid.UUID,
     safe_error: SafeError,
-) -> Run | None:
+) -> RunState | None:
     """Cancels an active run (see the query); None when the run is not
     active (terminal, or not this tenant's and type's)."""
     params = {
@@ -407,27 +446,41 @@ async def run_cancel(
         "safe_error": Jsonb(safe_error.to_json()),
         "error_code": safe_error.code,
     }
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(QUERIES["run_cancel"], params)
-        row = await cur.fetchone()
-    return Run.from_row(row) if row else None
+    cur = await conn.execute(QUERIES["run_cancel"], params)
+    row = await cur.fetchone()
+    return RunState.from_tuple(row) if row else None
 
 
 async def run_retry_insert_or_reuse(
     conn: AsyncConnection,
-    source: Run,
+    source: RunState,
     *,
+    run_id: uuid.UUID,
     redispatch_after: float,
-) -> tuple[Run, bool]:
-    """A new run over the failed items of the terminal run `source`, or the
-    active run with the same dedupe key. Returns (run, reused)."""
+    message: QueuedMessage | None = None,
+) -> tuple[RunState, bool]:
+    """A new run (with id `run_id`) over the failed items of the terminal run
+    `source`, or the active run with the same dedupe key; with `message`, the
+    new run's message too, in the same statement. Returns (run, reused)."""
     params = {
         "tenant": source.tenant_external_id,
         "run_type": source.run_type.value,
-        "run_id": source.id,
+        "source_run_id": source.id,
+        "run_id": run_id,
         "redispatch_after": redispatch_after,
     }
-    return await _insert_or_reuse(conn, "run_retry_insert_or_reuse", params)
+    statement = QUERIES["run_retry_insert_or_reuse"]
+    if message is not None:
+        statement = _RETRY_WITH_MESSAGE
+        params.update(
+            queue=message.queue, message_id=message.message_id, message=Jsonb(message.body)
+        )
+    for _ in range(_INSERT_ATTEMPTS):
+        cur = await conn.execute(statement, params)
+        row = await cur.fetchone()
+        if row is not None:
+            return RunState.from_tuple(row[1:]), row[0]
+    raise DedupeRace("could not insert or find the active run")
 
 
 def run_dispatch_sent(
