@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import errno
 import os
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 from runsvc.config import ConfigError, Settings
+from runsvc.observe.logging import configure_process_logging
 
 DEFAULT_GRPC_ADDR = "127.0.0.1:50051"
 DEFAULT_HTTP_ADDR = "127.0.0.1:8080"
@@ -21,6 +22,16 @@ def _address(value: str) -> str:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
     return value
+
+
+def _metrics_addr(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--metrics-addr",
+        type=_address,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (RUNSVC_METRICS_ADDR; "
+        "default: off)",
+    )
 
 
 def _positive(value: str) -> int:
@@ -55,10 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PEM",
         help="require client certificates signed by this CA: mutual TLS (RUNSVC_TLS_CLIENT_CA)",
     )
+    _metrics_addr(serve)
 
     worker = commands.add_parser("worker", help="run Dramatiq worker processes")
     worker.add_argument("--processes", type=_positive, default=1)
     worker.add_argument("--threads", type=_positive, default=4)
+    _metrics_addr(worker)
 
     seed = commands.add_parser("seed", help="load tenants, policies and backup sets from JSON")
     seed.add_argument("file", type=Path, metavar="FILE.json")
@@ -85,15 +98,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("RUNSVC_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        configure_process_logging()
+    except ValueError as exc:  # RUNSVC_LOG_FORMAT
+        print(f"runsvc: {exc}", file=sys.stderr)
+        return 2
     try:
         return _run(args)
     except ConfigError as exc:
         print(f"runsvc: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        print(f"runsvc: {exc.strerror}", file=sys.stderr)  # names the address
+        return 1
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -114,9 +133,11 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.command == "serve":
         from runsvc.server.app import serve
+        from runsvc_observe.tracing import configure_tracing
 
         settings = settings.with_tls(args.tls_cert, args.tls_key, args.tls_client_ca)
-        asyncio.run(serve(settings, args.grpc_addr))
+        configure_tracing("runsvc-server")
+        asyncio.run(serve(settings.with_metrics(args.metrics_addr), args.grpc_addr))
         return 0
 
     if args.command == "token":
@@ -126,23 +147,13 @@ def _run(args: argparse.Namespace) -> int:
         return _audit(settings, args.tenant, args.limit)
 
     if args.command == "worker":
-        from runsvc.broker import prepare_broker
+        from runsvc.worker.launch import run_worker
 
-        prepare_broker(settings.broker_url)
-        # Dramatiq's own CLI supervises the processes and threads.
-        dramatiq_args = [
-            sys.executable,
-            "-m",
-            "dramatiq",
-            "runsvc.worker.actors",
-            "--processes",
-            str(args.processes),
-            "--threads",
-            str(args.threads),
-            "--queues",
-            settings.queue_name,
-        ]
-        os.execv(sys.executable, dramatiq_args)
+        return run_worker(
+            settings.with_metrics(args.metrics_addr),
+            processes=args.processes,
+            threads=args.threads,
+        )
 
     if args.command == "seed":
         from runsvc.seed import SeedError, load_seed_file, seed

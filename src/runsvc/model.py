@@ -58,6 +58,9 @@ class Run:
     started_at: datetime | None
     finished_at: datetime | None
     attempts: int
+    # The request that created the run (observability; None before 0009).
+    request_id: str | None = None
+    trace_context: dict[str, str] | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Run:
@@ -80,4 +83,6 @@ class Run:
             started_at=row["started_at"],
             finished_at=row["finished_at"],
             attempts=row["attempts"],
+            request_id=row.get("request_id"),
+            trace_context=row.get("trace_context"),
         )

@@ -11,6 +11,7 @@ from psycopg_pool import AsyncConnectionPool
 from tenantpilot.runs.v1 import runs_pb2, runs_pb2_grpc
 
 from runsvc.model import Run, RunType
+from runsvc.observe.runs import log_run_started
 from runsvc.server.auth import current_principal
 from runsvc.server.convert import run_to_proto
 from runsvc.server.status import status_from_errors
@@ -26,6 +27,8 @@ from runsvc.validation import (
     check_run_id,
     check_start_options,
 )
+from runsvc_observe.logging import current_context
+from runsvc_observe.tracing import inject_carrier
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,8 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
                 target_object_id=options.target_object_id,
                 payload_hash=options.payload_hash,
                 item_ids=options.item_ids,
+                request_id=current_context().get("request_id"),
+                trace_context=inject_carrier() or None,
             )
             caller = current_principal()
             with translate_errors():
@@ -83,6 +88,7 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
                             reused=reused,
                         ),
                     )
+            log_run_started(run, reused)
             if not reused:
                 # After commit; if this message is lost the reaper sends it again.
                 self._dispatch(run.id)

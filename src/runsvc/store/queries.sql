@@ -9,10 +9,11 @@
 -- snapshot (or finished meanwhile); the caller then runs it again.
 WITH inserted AS (
     INSERT INTO runs (tenant_external_id, run_type, target_object_id, payload_hash,
-                      requested_item_ids, total, dispatch_due_at)
+                      requested_item_ids, total, dispatch_due_at, request_id, trace_context)
     VALUES (%(tenant)s, %(run_type)s, %(target_object_id)s, %(payload_hash)s,
             %(item_ids)s, coalesce(cardinality(%(item_ids)s::text[]), 0),
-            now() + make_interval(secs => %(redispatch_after)s))
+            now() + make_interval(secs => %(redispatch_after)s),
+            %(request_id)s, %(trace_context)s)
     ON CONFLICT (tenant_external_id, run_type, coalesce(target_object_id, ''), coalesce(payload_hash, ''))
         WHERE status IN ('queued', 'running')
         DO NOTHING
@@ -281,3 +282,20 @@ FROM audit_events
 WHERE tenant_external_id = %(tenant)s
 ORDER BY occurred_at DESC, id DESC
 LIMIT %(limit)s;
+
+-- name: database_ping
+-- The readiness probe: the database answers.
+SELECT 1;
+
+-- name: run_queue_stats
+-- Queue lag and load per run type, read at each metrics scrape: the age of
+-- the oldest queued run, and how many runs are queued and running. Only
+-- active runs are read (the partial unique index covers exactly them).
+SELECT run_type,
+       count(*) FILTER (WHERE status = 'queued') AS queued,
+       count(*) FILTER (WHERE status = 'running') AS running,
+       coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'queued')),
+                0)::float8 AS oldest_queued_seconds
+FROM runs
+WHERE status IN ('queued', 'running')
+GROUP BY run_type;

@@ -35,6 +35,9 @@ class NewRun:
     target_object_id: str | None
     payload_hash: str | None
     item_ids: list[str] | None
+    # Who asked, for the logs and traces of the run (runsvc.observe).
+    request_id: str | None = None
+    trace_context: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,8 @@ async def run_insert_or_reuse(
         "payload_hash": new.payload_hash,
         "item_ids": new.item_ids,
         "redispatch_after": redispatch_after,
+        "request_id": new.request_id,
+        "trace_context": Jsonb(new.trace_context) if new.trace_context else None,
     }
     async with conn.cursor(row_factory=dict_row) as cur:
         for _ in range(_INSERT_ATTEMPTS):
@@ -81,6 +86,17 @@ async def run_get(
         )
         row = await cur.fetchone()
     return Run.from_row(row) if row else None
+
+
+async def run_queue_stats(conn: AsyncConnection) -> list[dict[str, Any]]:
+    """Per run type with active runs: queued, running, oldest_queued_seconds."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(QUERIES["run_queue_stats"])
+        return await cur.fetchall()
+
+
+async def database_ping(conn: AsyncConnection) -> None:
+    await conn.execute(QUERIES["database_ping"])
 
 
 async def run_get_many(conn: AsyncConnection, run_ids: Sequence[uuid.UUID]) -> list[Run]:

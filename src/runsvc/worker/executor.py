@@ -18,6 +18,7 @@ from runsvc.config import Settings
 from runsvc.handlers import HANDLERS
 from runsvc.handlers.base import ItemError, ItemResult, RunContext, RunError, RunHandler
 from runsvc.model import Run, RunStatus, RunType, SafeError
+from runsvc.observe import runs as observe
 from runsvc.redact import describe_exception
 from runsvc.source.port import SourceRejected, SourceUnavailable, TenantSource
 from runsvc.store import domain
@@ -50,10 +51,12 @@ class LeaseKeeper(threading.Thread):
                     )
             except psycopg.Error as exc:
                 # Keep trying: the batch transactions check the lease as well.
+                observe.lease_renewal_failed()
                 log.warning(
                     "lease renewal of run %s failed: %s", self._run_id, describe_exception(exc)
                 )
                 continue
+            observe.lease_renewed(held)
             if not held:
                 self.lost = True
                 return
@@ -87,29 +90,33 @@ class Executor:
             if run is None:
                 log.debug("run %s not claimable", run_id)
                 return None
-            log.info("run %s claimed (attempt %d)", run_id, run.attempts)
             keeper = LeaseKeeper(self.pool, run_id, owner, self.settings.lease_seconds)
             keeper.start()
-            try:
-                if run.attempts > self.settings.max_attempts:
-                    return self._finish_with_error(
-                        conn,
-                        run,
-                        owner,
-                        RunError(safe_errors.ATTEMPTS_EXHAUSTED, {"attempts": run.attempts - 1}),
-                    )
-                return self._execute(conn, run, owner, keeper)
-            except LeaseLost:
-                log.warning("run %s: lease lost, another worker continues it", run_id)
-                return None
-            except Exception as exc:
-                # Infrastructure trouble (database gone, ...): give the run back
-                # so that it is dispatched again, and keep secrets out of logs.
-                log.error("run %s interrupted: %s", run_id, describe_exception(exc))
-                self._release(run_id, owner)
-                return None
-            finally:
-                keeper.stop()
+            with observe.observe_execution(run):
+                log.info("run %s claimed (attempt %d)", run_id, run.attempts)
+                try:
+                    if run.attempts > self.settings.max_attempts:
+                        return self._finish_with_error(
+                            conn,
+                            run,
+                            owner,
+                            RunError(
+                                safe_errors.ATTEMPTS_EXHAUSTED, {"attempts": run.attempts - 1}
+                            ),
+                        )
+                    return self._execute(conn, run, owner, keeper)
+                except LeaseLost:
+                    observe.lease_lost()
+                    log.warning("run %s: lease lost, another worker continues it", run_id)
+                    return None
+                except Exception as exc:
+                    # Infrastructure trouble (database gone, ...): give the run back
+                    # so that it is dispatched again, and keep secrets out of logs.
+                    log.error("run %s interrupted: %s", run_id, describe_exception(exc))
+                    self._release(run_id, owner)
+                    return None
+                finally:
+                    keeper.stop()
 
     def _execute(self, conn: Connection, run: Run, owner: str, keeper: LeaseKeeper) -> Run:
         handler = self.handlers[run.run_type]
@@ -129,7 +136,7 @@ class Executor:
         pending = store.run_items_pending(conn, run.id)
         next_index = 0
         while next_index < len(pending):
-            with conn.transaction():
+            with observe.observe_batch(run, self.settings.batch_size), conn.transaction():
                 if keeper.lost or not store.run_lease_renew(
                     conn, run.id, owner=owner, lease_seconds=self.settings.lease_seconds
                 ):
@@ -148,6 +155,7 @@ class Executor:
                     if time.monotonic() >= flush_at:
                         break
                 succeeded, failed = store.run_items_record(conn, run.id, outcomes)
+                observe.count_items(run, succeeded, failed)
                 progressed = store.run_record_progress(
                     conn, run.id, owner=owner, succeeded=succeeded, failed=failed
                 )
@@ -199,7 +207,7 @@ class Executor:
             )
         if finished is None:
             raise LeaseLost()
-        log.info("run %s %s: %d/%d succeeded", run.id, status, finished.succeeded, finished.total)
+        observe.log_run_finished(finished)
         return finished
 
     def _finish_with_error(self, conn: Connection, run: Run, owner: str, error: RunError) -> Run:
@@ -215,7 +223,7 @@ class Executor:
             )
         if finished is None:
             raise LeaseLost()
-        log.info("run %s failed: %s", run.id, code)
+        observe.log_run_finished(finished)
         return finished
 
     def _release(self, run_id: uuid.UUID, owner: str) -> None:

@@ -11,6 +11,7 @@ import threading
 from psycopg_pool import ConnectionPool
 
 from runsvc.broker import Dispatcher
+from runsvc.observe import runs as observe
 from runsvc.redact import describe_exception
 from runsvc.store import runs as store
 
@@ -51,6 +52,7 @@ class Reaper(threading.Thread):
                 )
             for run_id in run_ids:
                 self._dispatcher.send(run_id)
+            observe.redispatched(len(run_ids))
             sent += len(run_ids)
             if len(run_ids) < BATCH:
                 break

@@ -14,8 +14,11 @@ from runsvc.broker import Dispatcher
 from runsvc.config import Settings
 from runsvc.source.loader import load_source
 from runsvc.worker.executor import Executor
+from runsvc.worker.measured_source import MeasuredSource
 from runsvc.worker.reaper import Reaper
 from runsvc.worker.retrying_source import RetryingSource
+from runsvc_observe.multiprocess import mark_process_dead
+from runsvc_observe.tracing import flush_tracing
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +41,7 @@ class WorkerRuntime(Middleware):
         )
         self.pool.wait(timeout=30)
         source = RetryingSource(
-            load_source(settings.tenant_source, self.pool),
+            MeasuredSource(load_source(settings.tenant_source, self.pool)),
             attempts=settings.source_retries,
             base_delay=settings.source_retry_base_seconds,
         )
@@ -59,6 +62,9 @@ class WorkerRuntime(Middleware):
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         if self.pool is not None:
             self.pool.close()
+        # Forked processes end without atexit hooks: export and clean up now.
+        flush_tracing()
+        mark_process_dead()
 
     def require_executor(self) -> Executor:
         if self.executor is None:

@@ -1,0 +1,103 @@
+"""What a run's life looks like to operators, at the few places the server
+and worker call: one log line and the metrics of each event (started,
+claimed, a batch, finished), with the run's context on the worker's lines."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from runsvc.model import Run
+from runsvc.observe import metrics
+from runsvc.observe.logging import run_fields
+from runsvc.observe.tracing import batch_span, execution_span
+from runsvc_observe.logging import log_context
+
+log = logging.getLogger("runsvc.runs")
+
+
+def log_run_started(run: Run, reused: bool) -> None:
+    """StartRun's one line per created or reused run."""
+    metrics.runs_started.labels(run.run_type.value, "true" if reused else "false").inc()
+    log.info(
+        "run %s %s",
+        run.id,
+        "reused" if reused else "created",
+        extra={**run_fields(run), "reused": reused, "status": run.status.value},
+    )
+
+
+@contextmanager
+def observe_execution(run: Run) -> Iterator[None]:
+    """Around a claimed run's execution: its log context, its span (in the
+    caller's trace) and the claimed / executing series."""
+    run_type = run.run_type.value
+    metrics.runs_claimed.labels(run_type).inc()
+    executing = metrics.runs_executing.labels(run_type)
+    executing.inc()
+    try:
+        with log_context(**run_fields(run)), execution_span(run):
+            yield
+    finally:
+        executing.dec()
+
+
+@contextmanager
+def observe_batch(run: Run, size: int) -> Iterator[None]:
+    """Around one batch: its span and its duration."""
+    started = time.perf_counter()
+    try:
+        with batch_span(run, size):
+            yield
+    finally:
+        metrics.batch_seconds.labels(run.run_type.value).observe(time.perf_counter() - started)
+
+
+def count_items(run: Run, succeeded: int, failed: int) -> None:
+    """Outcomes just recorded (each item once: what the database counted)."""
+    run_type = run.run_type.value
+    if succeeded:
+        metrics.items.labels(run_type, "succeeded").inc(succeeded)
+    if failed:
+        metrics.items.labels(run_type, "failed").inc(failed)
+
+
+def log_run_finished(run: Run) -> None:
+    """A finished run's line: its status, counts and safe error code."""
+    metrics.runs_finished.labels(run.run_type.value, run.status.value).inc()
+    code = run.safe_error.code if run.safe_error else None
+    log.info(
+        "run %s %s: %d/%d succeeded, %d failed%s",
+        run.id,
+        run.status.value,
+        run.succeeded,
+        run.total,
+        run.failed,
+        f" ({code})" if code else "",
+        extra={
+            "status": run.status.value,
+            "total": run.total,
+            "succeeded": run.succeeded,
+            "failed": run.failed,
+            "error_code": code,
+        },
+    )
+
+
+def lease_renewed(held: bool) -> None:
+    metrics.lease_renewals.labels("renewed" if held else "lost").inc()
+
+
+def lease_renewal_failed() -> None:
+    metrics.lease_renewals.labels("error").inc()
+
+
+def lease_lost() -> None:
+    metrics.leases_lost.inc()
+
+
+def redispatched(count: int) -> None:
+    if count:
+        metrics.reaper_redispatched.inc(count)
