@@ -80,10 +80,10 @@ def serve_forever(listener: socket.socket, announce: str) -> None:
     server = WSGIServer(listener.getsockname()[:2], QuietHandler, bind_and_activate=False)
     server.socket.close()
     server.socket = listener
-    server.server_address = listener.getsockname()[:2]
+    host, port = server.server_address = listener.getsockname()[:2]
+    server.server_name, server.server_port = host, port  # what server_bind would set
     server.setup_environ()
     server.set_app(make_wsgi_app(registry))
-    host, port = server.server_address[:2]
     print(f"{announce} {url(host, port)}", flush=True)
     try:
         server.serve_forever()

@@ -4,6 +4,7 @@ reflection, one watch hub and one connection pool per process."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import signal
@@ -158,12 +159,16 @@ async def start_server(
         server,
     )
     credentials = server_credentials(settings)
-    if credentials is None:
-        port = server.add_insecure_port(grpc_addr)
-    else:
-        port = server.add_secure_port(grpc_addr, credentials)
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(grpc_addr)
+        else:
+            port = server.add_secure_port(grpc_addr, credentials)
+    except RuntimeError:  # grpc's word for a port it cannot bind
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {grpc_addr}")
+        await readiness.stop()
+        raise OSError(errno.EADDRINUSE, f"cannot listen on {grpc_addr}: address in use")
     await server.start()
     running = RunningServer(server, port, pool, hub, health, dispatcher, sender, readiness)
     if settings.metrics_addr is not None:
