@@ -52,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--data-dir", type=Path, default=Path(".runsvc"), help="default: .runsvc/")
     dev.add_argument("--grpc-addr", type=_address, default=DEFAULT_GRPC_ADDR)
     dev.add_argument("--http-addr", type=_address, default=DEFAULT_HTTP_ADDR)
+    for process, port in (("server", 9464), ("worker", 9465), ("gateway", 9466)):
+        dev.add_argument(
+            f"--{process}-metrics-addr",
+            type=_address,
+            default=f"127.0.0.1:{port}",
+            help=f"the {process}'s metrics endpoint (default 127.0.0.1:{port})",
+        )
 
     commands.add_parser("migrate", help="apply database migrations (safe to run twice)")
 
@@ -117,9 +124,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "dev":
-        from runsvc.dev import run_dev
+        from runsvc.dev import DevAddresses, run_dev
 
-        return run_dev(args.data_dir, args.grpc_addr, args.http_addr)
+        addresses = DevAddresses(
+            grpc=args.grpc_addr,
+            http=args.http_addr,
+            server_metrics=args.server_metrics_addr,
+            worker_metrics=args.worker_metrics_addr,
+            gateway_metrics=args.gateway_metrics_addr,
+        )
+        return run_dev(args.data_dir, addresses)
 
     settings = Settings.from_env()
     if args.command == "migrate":

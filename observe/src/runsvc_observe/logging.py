@@ -33,7 +33,9 @@ _EMPTY: Mapping[str, str] = MappingProxyType({})
 _context: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
     "runsvc_log_context", default=_EMPTY
 )
-_RESERVED = frozenset(RESERVED_ATTRS) | {"message", "asctime", "taskName"}
+# Record attributes that are no field of ours (uvicorn's coloured twin of
+# its message, for one).
+_RESERVED = frozenset(RESERVED_ATTRS) | {"message", "asctime", "taskName", "color_message"}
 
 
 def current_context() -> Mapping[str, str]:

@@ -12,7 +12,7 @@ from typing import Any
 
 import grpc
 
-from runsvc.observe import metrics
+from runsvc.observe.metrics import server as metrics
 from runsvc_observe import request_id
 from runsvc_observe.logging import bind
 

@@ -1,6 +1,7 @@
 """What a run's life looks like to operators, at the few places the server
-and worker call: one log line and the metrics of each event (started,
-claimed, a batch, finished), with the run's context on the worker's lines."""
+and worker call: one log line and the worker's metrics of each event
+(started, claimed, a batch, finished), with the run's context on the
+worker's lines."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from runsvc.model import Run
-from runsvc.observe import metrics
 from runsvc.observe.logging import run_fields
+from runsvc.observe.metrics import worker as metrics
 from runsvc.observe.tracing import batch_span, execution_span
 from runsvc_observe.logging import log_context
 
@@ -20,7 +21,6 @@ log = logging.getLogger("runsvc.runs")
 
 def log_run_started(run: Run, reused: bool) -> None:
     """StartRun's one line per created or reused run."""
-    metrics.runs_started.labels(run.run_type.value, "true" if reused else "false").inc()
     log.info(
         "run %s %s",
         run.id,

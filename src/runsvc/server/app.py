@@ -24,8 +24,8 @@ from tenantpilot.runs.v1 import runs_pb2, runs_pb2_grpc
 
 from runsvc.broker import Dispatcher, build_broker
 from runsvc.config import Settings
-from runsvc.observe import metrics
 from runsvc.observe.grpc_server import ObserveInterceptor
+from runsvc.observe.metrics import server as metrics
 from runsvc.redact import describe_exception
 from runsvc.server.auth import Authenticator, AuthInterceptor
 from runsvc.server.queue_gauges import QueueGauges

@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2
 from grpc_health.v1._async import HealthServicer
 from psycopg_pool import AsyncConnectionPool
 
-from runsvc.observe import metrics
+from runsvc.observe.metrics import server as metrics
 from runsvc.redact import describe_exception
 from runsvc.store import runs as store
 

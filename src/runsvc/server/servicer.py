@@ -11,6 +11,7 @@ from psycopg_pool import AsyncConnectionPool
 from tenantpilot.runs.v1 import runs_pb2, runs_pb2_grpc
 
 from runsvc.model import Run, RunType
+from runsvc.observe.metrics import server as metrics
 from runsvc.observe.runs import log_run_started
 from runsvc.server.auth import current_principal
 from runsvc.server.convert import run_to_proto
@@ -89,6 +90,7 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
                         ),
                     )
             log_run_started(run, reused)
+            metrics.runs_started.labels(run.run_type.value, "true" if reused else "false").inc()
             if not reused:
                 # After commit; if this message is lost the reaper sends it again.
                 self._dispatch(run.id)

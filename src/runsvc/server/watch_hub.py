@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -17,6 +18,7 @@ import psycopg
 from psycopg_pool import AsyncConnectionPool
 
 from runsvc.model import Run
+from runsvc.observe.metrics import server as metrics
 from runsvc.redact import describe_exception
 from runsvc.store import runs as store
 
@@ -52,6 +54,8 @@ class WatchHub:
         self._reconnect_delay = reconnect_delay
         self._watchers: dict[uuid.UUID, set[Watcher]] = {}
         self._dirty: set[uuid.UUID] = set()
+        # When the oldest undelivered notification of each dirty run arrived.
+        self._arrived: dict[uuid.UUID, float] = {}
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._listening = asyncio.Event()
@@ -107,6 +111,8 @@ class WatchHub:
                 await asyncio.sleep(self._reconnect_delay)
                 continue
             self.listen_connections += 1
+            if self.listen_connections > 1:
+                metrics.watch_hub_reconnects.inc()
             try:
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
@@ -116,6 +122,7 @@ class WatchHub:
                     async for notify in conn.notifies():
                         run_id = self._parse(notify.payload)
                         if run_id is not None and run_id in self._watchers:
+                            self._arrived.setdefault(run_id, time.perf_counter())
                             self._mark_dirty({run_id})
             except psycopg.Error as exc:
                 log.warning("watch hub lost its connection: %s", describe_exception(exc))
@@ -134,6 +141,8 @@ class WatchHub:
             await self._wakeup.wait()
             self._wakeup.clear()
             run_ids, self._dirty = self._dirty & set(self._watchers), set()
+            for gone in set(self._arrived) - run_ids - self._dirty:
+                del self._arrived[gone]  # its watchers left before delivery
             if not run_ids:
                 continue
             try:
@@ -147,3 +156,8 @@ class WatchHub:
             for run in runs:
                 for watcher in list(self._watchers.get(run.id, ())):
                     watcher.offer(run)
+            delivered = time.perf_counter()
+            for run_id in run_ids:
+                arrived = self._arrived.pop(run_id, None)
+                if arrived is not None:
+                    metrics.watch_delivery_seconds.observe(delivered - arrived)

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from runsvc.observe import metrics
+from runsvc.observe.metrics import worker as metrics
 
 # By class name along the exception's MRO, so that an adapter's subclasses
 # (a throttled error is an unavailable one) get the most precise result.
