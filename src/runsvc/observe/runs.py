@@ -20,12 +20,14 @@ log = logging.getLogger("runsvc.runs")
 
 
 def log_run_started(run: Run, reused: bool) -> None:
-    """StartRun's one line per created or reused run."""
+    """StartRun's one line per created or reused run (its request id is the
+    call's own, from the log context: a reused run keeps its creator's)."""
+    fields = {k: v for k, v in run_fields(run).items() if k != "request_id"}
     log.info(
         "run %s %s",
         run.id,
         "reused" if reused else "created",
-        extra={**run_fields(run), "reused": reused, "status": run.status.value},
+        extra={**fields, "reused": reused, "status": run.status.value},
     )
 
 
