@@ -109,6 +109,13 @@ def build_parser() -> argparse.ArgumentParser:
         "default: off)",
     )
     parser.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=env("RUNSVC_GATEWAY_ACCESS_LOG", "1") not in ("0", "false", "no"),
+        help="one log line per request, with its request id (default on; "
+        "env RUNSVC_GATEWAY_ACCESS_LOG=0 turns it off)",
+    )
+    parser.add_argument(
         "--grpc-server-name",
         default=env("RUNSVC_GATEWAY_GRPC_SERVER_NAME"),
         help="name to check the server certificate against, if not the target's host",
@@ -153,6 +160,7 @@ async def serve(args: argparse.Namespace, tls: TLS | None = None) -> None:
         max_body_bytes=args.max_body_bytes,
         tls=tls,
         metrics=args.metrics_addr is not None,
+        access_log=args.access_log,
     )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that

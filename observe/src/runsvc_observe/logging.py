@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import json
 import logging
 import os
 import sys
@@ -18,8 +19,6 @@ from types import MappingProxyType
 from typing import Any, TextIO
 
 from opentelemetry import trace
-from pythonjsonlogger.core import RESERVED_ATTRS
-from pythonjsonlogger.json import JsonFormatter
 
 from runsvc_observe.redact import redact
 
@@ -33,9 +32,14 @@ _EMPTY: Mapping[str, str] = MappingProxyType({})
 _context: contextvars.ContextVar[Mapping[str, str]] = contextvars.ContextVar(
     "runsvc_log_context", default=_EMPTY
 )
-# Record attributes that are no field of ours (uvicorn's coloured twin of
-# its message, for one).
-_RESERVED = frozenset(RESERVED_ATTRS) | {"message", "asctime", "taskName", "color_message"}
+# A record's own attributes, which are no field of a line (nor is uvicorn's
+# coloured twin of its message); everything else on a record is an extra.
+_RESERVED = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+    "color_message",
+}
 
 
 def current_context() -> Mapping[str, str]:
@@ -92,25 +96,25 @@ def _iso_time(record: logging.LogRecord) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-class JsonLineFormatter(JsonFormatter):
+class JsonLineFormatter(logging.Formatter):
     """`{"time", "level", "logger", "message", <context>, <extra>}` per line."""
 
-    def __init__(self) -> None:
-        super().__init__(["levelname", "name", "message"], rename_fields={
-            "levelname": "level", "name": "logger"
-        })  # fmt: skip
-
-    def add_fields(
-        self, log_data: dict[str, Any], record: logging.LogRecord, message_dict: dict[str, Any]
-    ) -> None:
-        log_data["time"] = _iso_time(record)
-        super().add_fields(log_data, record, message_dict)
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": _iso_time(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        line.update(_extras(record))
+        if record.exc_info:
+            line["exc_info"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            line["stack_info"] = redact(self.formatStack(record.stack_info))
+        return json.dumps(line, default=str, ensure_ascii=False)
 
     def formatException(self, ei) -> str:  # type: ignore[no-untyped-def]
         return redact(super().formatException(ei))
-
-    def formatStack(self, stack_info: str) -> str:
-        return redact(super().formatStack(stack_info))
 
 
 class TextFormatter(logging.Formatter):
