@@ -7,10 +7,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 from runsvc_observe.tracing import exporter_names
 from tests.conftest import PROJECT_ROOT
 from tests.support.database import fresh_database
+from tests.support.otlp_receiver import OtlpReceiver
+from tests.support.seeding import seed_tenant
 
 
 def test_one_http_post_yields_one_trace_reaching_the_worker_spans(admin_database_url):
@@ -57,3 +60,38 @@ def test_tracing_is_off_unless_otel_variables_name_an_exporter():
         )
         == []
     )
+
+
+def test_processes_export_one_trace_over_otlp_when_otel_variables_say_so(make_stack, make_gateway):
+    """The real processes, configured only by the standard variables, export
+    over OTLP/HTTP to a collector stand-in: one trace across all three."""
+    receiver = OtlpReceiver()
+    try:
+        otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}
+        stack = make_stack(own_database=True, **otel)
+        stack.start_server()
+        stack.start_worker()
+        gateway = make_gateway(stack.target, stack=stack, env=otel)
+        tenant = seed_tenant(stack.database_url, policies=3)
+        with gateway.client() as http:
+            created = http.post(f"/admin/t/{tenant.external_id}/runs/snapshot_capture")
+        assert created.status_code == 201, created.text
+        run_id = created.json()["run"]["id"]
+
+        def worker_spans() -> list:
+            return [s for s in receiver.received() if s.name == "run.batch"]
+
+        deadline = time.monotonic() + 60
+        while not worker_spans():
+            assert time.monotonic() < deadline, receiver.received()
+            time.sleep(0.1)
+        trace_id = worker_spans()[0].trace_id
+        in_trace = [s for s in receiver.received() if s.trace_id == trace_id]
+        assert {s.service for s in in_trace} == {"runsvc-gateway", "runsvc-server",
+                                                 "runsvc-worker"}  # fmt: skip
+        (root,) = [s for s in in_trace if not s.parent_id]
+        assert root.service == "runsvc-gateway" and root.name.startswith("POST")
+        assert run_id  # the run's id stays out of span names (bounded names)
+        assert all(run_id not in s.name for s in in_trace)
+    finally:
+        receiver.close()
