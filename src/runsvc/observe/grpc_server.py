@@ -6,6 +6,7 @@ metrics on — counts the RPC started and handled by code and times it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -91,55 +92,45 @@ class ObserveInterceptor(grpc.aio.ServerInterceptor):
         return handler  # no client-streaming methods exist (the auth interceptor refuses them)
 
 
-async def _begin(context: grpc.aio.ServicerContext, rid: str, method: _Method | None) -> float:
+@contextlib.asynccontextmanager
+async def _observing(
+    context: grpc.aio.ServicerContext, rid: str, method: _Method | None
+) -> AsyncIterator[None]:
+    """One RPC from its start to its status: the request id in its log
+    context and response headers, and with metrics on its count and time."""
     bind(request_id=rid)  # this RPC's task only
     await context.send_initial_metadata(((request_id.HEADER, rid),))
     if method is not None:
         method.started.inc()
-    return time.perf_counter()
-
-
-def _end(method: _Method | None, started: float, code: str) -> None:
-    if method is not None:
-        method.seconds.observe(time.perf_counter() - started)
-        method.handled(code).inc()
+    started = time.perf_counter()
+    code = grpc.StatusCode.UNKNOWN.name
+    try:
+        yield
+        code = _code_name(context, grpc.StatusCode.OK)
+    except (asyncio.CancelledError, GeneratorExit):  # the caller went away
+        code = grpc.StatusCode.CANCELLED.name
+        raise
+    except BaseException:  # an abort (its code is on the context) or a crash
+        code = _code_name(context, grpc.StatusCode.UNKNOWN)
+        raise
+    finally:
+        if method is not None:
+            method.seconds.observe(time.perf_counter() - started)
+            method.handled(code).inc()
 
 
 def _observe_unary(behaviour: Behaviour, rid: str, method: _Method | None) -> Behaviour:
     async def observed(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        started = await _begin(context, rid, method)
-        code = grpc.StatusCode.UNKNOWN.name
-        try:
-            response = await behaviour(request, context)
-            code = _code_name(context, grpc.StatusCode.OK)
-            return response
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED.name
-            raise
-        except BaseException:
-            code = _code_name(context, grpc.StatusCode.UNKNOWN)
-            raise
-        finally:
-            _end(method, started, code)
+        async with _observing(context, rid, method):
+            return await behaviour(request, context)
 
     return observed
 
 
 def _observe_stream(behaviour: Behaviour, rid: str, method: _Method | None) -> Behaviour:
     async def observed(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        started = await _begin(context, rid, method)
-        code = grpc.StatusCode.UNKNOWN.name
-        try:
+        async with _observing(context, rid, method):
             async for response in behaviour(request, context):
                 yield response
-            code = _code_name(context, grpc.StatusCode.OK)
-        except (asyncio.CancelledError, GeneratorExit):
-            code = grpc.StatusCode.CANCELLED.name
-            raise
-        except BaseException:
-            code = _code_name(context, grpc.StatusCode.UNKNOWN)
-            raise
-        finally:
-            _end(method, started, code)
 
     return observed
