@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import os
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -351,6 +352,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20000, help="middleware calls")
     parser.add_argument("--gets", type=int, default=400, help="GetRun calls per path")
     args = parser.parse_args()
+    # A SIGTERM (or a timeout's) still stops the processes and drops the database.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(1))
     with bench_database() as url, tempfile.TemporaryDirectory() as logs, ExitStack() as stack:
         bench = Bench(url, Path(logs), stack)
         print(f"runsvc observability benchmark, {os.cpu_count()} cores")
