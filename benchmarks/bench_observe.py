@@ -4,7 +4,9 @@ baseline without metrics, measured alternately in the same run:
 
 - StartRun latency against a server with --metrics-addr (scraped every
   second meanwhile) and one without
-- items/s of a worker with --metrics-addr (multiprocess mode) and one without
+- items/s of a worker with --metrics-addr (multiprocess mode) and one
+  without, a run on each at the same time; and the worker's metric updates
+  per item and per batch alone, with multiprocess files and in memory
 - the gateway's observing middleware per request (in process: request id,
   access line, metrics on and off) beside the same app without it, and
   GetRun through the gateway with and without metrics beside direct gRPC
@@ -220,6 +222,8 @@ def bench_start_run(bench: Bench, n: int) -> None:
 
 
 def bench_items(bench: Bench, items: int, rounds: int) -> None:
+    """Each round runs one run on each worker at the same time, so that both
+    see the same machine load (they share its two cores equally)."""
     speeds: dict[str, list[float]] = {"on": [], "off": []}
     stubs = {}
     for which in ("on", "off"):
@@ -227,30 +231,64 @@ def bench_items(bench: Bench, items: int, rounds: int) -> None:
         target, _ = bench.server(env, metrics=False)
         bench.worker(env, metrics=which == "on")
         stubs[which] = bench.stub(target)
+
+    def one_run(which: str, tenant: str) -> None:
+        stub = stubs[which]
+        request = runs_pb2.StartRunRequest(tenant_external_id=tenant, run_type="snapshot_capture")
+        began = time.perf_counter()
+        run = stub.StartRun(request, metadata=bench.metadata, timeout=10).run
+        get = runs_pb2.GetRunRequest(tenant_external_id=tenant, run_type=run.type, run_id=run.id)
+        while run.status not in TERMINAL:
+            time.sleep(0.02)
+            run = stub.GetRun(get, metadata=bench.metadata, timeout=10).run
+        assert run.counts.succeeded == items, run
+        speeds[which].append(items / (time.perf_counter() - began))
+
     for _ in range(rounds):
-        for which in ("on", "off"):
-            tenant = bench.tenant(items)
-            request = runs_pb2.StartRunRequest(tenant_external_id=tenant,
-                                               run_type="snapshot_capture")  # fmt: skip
-            began = time.perf_counter()
-            run = stubs[which].StartRun(request, metadata=bench.metadata, timeout=10).run
-            while run.status not in TERMINAL:
-                time.sleep(0.02)
-                run = (
-                    stubs[which]
-                    .GetRun(
-                        runs_pb2.GetRunRequest(
-                            tenant_external_id=tenant, run_type=run.type, run_id=run.id
-                        ),
-                        metadata=bench.metadata,
-                        timeout=10,
-                    )
-                    .run
-                )
-            assert run.counts.succeeded == items, run
-            speeds[which].append(items / (time.perf_counter() - began))
-    ratio_line(f"items/s, {items}-item runs, median of {rounds}", "/s",
+        tenants = {which: bench.tenant(items) for which in ("on", "off")}
+        threads = [threading.Thread(target=one_run, args=(w, t)) for w, t in tenants.items()]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    ratio_line(f"items/s, {items}-item runs side by side, median of {rounds}", "/s",
                p50(speeds["on"]), p50(speeds["off"]))  # fmt: skip
+
+
+_METRIC_OPS = """
+import os, sys, time
+from runsvc.observe.metrics import worker as metrics
+n = int(sys.argv[1])
+labels = ("snapshot_capture", "succeeded")
+began = time.perf_counter()
+for _ in range(n):  # what the worker records per item: one source call timed
+    metrics.source_call_seconds.labels("get_policy", "ok").observe(0.001)
+per_item = (time.perf_counter() - began) / n
+began = time.perf_counter()
+for _ in range(n):  # and per batch: items, duration
+    metrics.items.labels(*labels).inc(100)
+    metrics.batch_seconds.labels("snapshot_capture").observe(0.1)
+per_batch = (time.perf_counter() - began) / n
+print(per_item * 1e6, per_batch * 1e6)
+"""
+
+
+def bench_worker_metric_ops(n: int) -> None:
+    """The worker's metric updates alone, in multiprocess mode (as with
+    --metrics-addr: each one writes to a memory-mapped file) and without."""
+    figures = {}
+    for which in ("on", "off"):
+        with tempfile.TemporaryDirectory() as directory:
+            env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+            if which == "on":
+                env["PROMETHEUS_MULTIPROC_DIR"] = directory
+            done = subprocess.run([sys.executable, "-c", _METRIC_OPS, str(n)], env=env,
+                                  capture_output=True, text=True, check=True)  # fmt: skip
+            figures[which] = [float(x) for x in done.stdout.split()]
+    print(f"{'worker metric updates per item (multiprocess)':<46} {figures['on'][0]:9.1f} us"
+          f" ({figures['off'][0]:.1f} us in memory)")  # fmt: skip
+    print(f"{'worker metric updates per batch (multiprocess)':<46} {figures['on'][1]:9.1f} us"
+          f" ({figures['off'][1]:.1f} us in memory)")  # fmt: skip
 
 
 def bench_middleware(n: int) -> None:
@@ -365,6 +403,7 @@ def main() -> None:
         print(f"runsvc observability benchmark, {os.cpu_count()} cores")
         bench_start_run(bench, args.starts)
         bench_items(bench, args.items, args.rounds)
+        bench_worker_metric_ops(args.requests)
         bench_middleware(args.requests)
         bench_gateway(bench, args.gets)
 
