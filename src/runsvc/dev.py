@@ -165,8 +165,11 @@ class DevAddresses:
     gateway_metrics: str
 
     def named(self, with_gateway: bool) -> dict[str, str]:
-        names = {"grpc": self.grpc, "server metrics": self.server_metrics}
-        names["worker metrics"] = self.worker_metrics
+        names = {
+            "grpc": self.grpc,
+            "server metrics": self.server_metrics,
+            "worker metrics": self.worker_metrics,
+        }
         if with_gateway:
             names |= {"http": self.http, "gateway metrics": self.gateway_metrics}
         return names
@@ -183,9 +186,7 @@ def run_dev(data_dir: Path, addresses: DevAddresses) -> int:
     grpc_addr, http_addr = addresses.grpc, addresses.http
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    print(
-        f"runsvc dev: data in {data_dir} (Postgres says what it does in postgres.log)", flush=True
-    )
+    print(f"runsvc dev: data in {data_dir} (embedded Postgres logs to postgres.log)", flush=True)
     pg = start_embedded_postgres(data_dir / "pgdata", data_dir / "postgres.log")
     database_url = pg.get_uri(DATABASE)
     ensure_database(pg.get_uri("postgres"), DATABASE)
