@@ -5,9 +5,10 @@ fields that tie a line to its run."""
 from __future__ import annotations
 
 import logging
-from typing import Any, TextIO
+import uuid
+from typing import Any, Protocol, TextIO
 
-from runsvc.model import Run
+from runsvc.model import RunType
 from runsvc_observe.logging import configure_logging
 
 # Libraries that are chatty at INFO about things operators need not see.
@@ -19,7 +20,24 @@ def configure_process_logging(*, stream: TextIO | None = None) -> None:
     configure_logging(stream=stream, quiet=_QUIET)
 
 
-def run_fields(run: Run) -> dict[str, Any]:
+class RunLike(Protocol):
+    """What observing needs of a run: the record, or the worker's claim."""
+
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def tenant_external_id(self) -> str: ...
+    @property
+    def run_type(self) -> RunType: ...
+    @property
+    def attempts(self) -> int: ...
+    @property
+    def request_id(self) -> str | None: ...
+    @property
+    def trace_context(self) -> dict[str, str] | None: ...
+
+
+def run_fields(run: RunLike) -> dict[str, Any]:
     """The context fields of a run's log lines."""
     return {
         "run_id": str(run.id),

@@ -6,14 +6,13 @@ worker's lines."""
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from runsvc.model import Run
-from runsvc.observe.logging import run_fields
+from runsvc.observe import tracing
+from runsvc.observe.logging import RunLike, run_fields
 from runsvc.observe.metrics import worker as metrics
-from runsvc.observe.tracing import batch_span, execution_span
 from runsvc_observe.logging import log_context
 
 log = logging.getLogger("runsvc.runs")
@@ -32,7 +31,7 @@ def log_run_started(run: Run, reused: bool) -> None:
 
 
 @contextmanager
-def observe_execution(run: Run) -> Iterator[None]:
+def observe_execution(run: RunLike) -> Iterator[None]:
     """Around a claimed run's execution: its log context, its span (in the
     caller's trace) and the claimed / executing series."""
     run_type = run.run_type.value
@@ -40,24 +39,28 @@ def observe_execution(run: Run) -> Iterator[None]:
     executing = metrics.runs_executing.labels(run_type)
     executing.inc()
     try:
-        with log_context(**run_fields(run)), execution_span(run):
+        with log_context(**run_fields(run)), tracing.execution_span(run):
             yield
     finally:
         executing.dec()
 
 
-@contextmanager
-def observe_batch(run: Run, size: int) -> Iterator[None]:
-    """Around one batch: its span and its duration."""
-    started = time.perf_counter()
-    try:
-        with batch_span(run, size):
-            yield
-    finally:
-        metrics.batch_seconds.labels(run.run_type.value).observe(time.perf_counter() - started)
+def batch_span(run: RunLike, size: int) -> AbstractContextManager[object]:
+    """Around recording one batch: its span, in the run's execution span."""
+    return tracing.batch_span(run, size)
 
 
-def count_items(run: Run, succeeded: int, failed: int) -> None:
+def batch_done(run: RunLike, seconds: float) -> None:
+    """A batch's whole time: waiting for its items from the source, recording them."""
+    metrics.batch_seconds.labels(run.run_type.value).observe(seconds)
+
+
+def source_called(operation: str, result: str, seconds: float) -> None:
+    """One TenantSource call (`operation`: the port method) and its result."""
+    metrics.source_call_seconds.labels(operation, result).observe(seconds)
+
+
+def count_items(run: RunLike, succeeded: int, failed: int) -> None:
     """Outcomes just recorded (each item once: what the database counted)."""
     run_type = run.run_type.value
     if succeeded:

@@ -11,14 +11,14 @@ from contextlib import contextmanager
 from opentelemetry import trace
 from opentelemetry.trace import Span
 
-from runsvc.model import Run
+from runsvc.observe.logging import RunLike
 from runsvc_observe.tracing import extract_context
 
 _tracer = trace.get_tracer("runsvc.worker")
 
 
 @contextmanager
-def execution_span(run: Run) -> Iterator[Span]:
+def execution_span(run: RunLike) -> Iterator[Span]:
     with _tracer.start_as_current_span(
         "run.execute",
         context=extract_context(run.trace_context),
@@ -33,7 +33,7 @@ def execution_span(run: Run) -> Iterator[Span]:
 
 
 @contextmanager
-def batch_span(run: Run, size: int) -> Iterator[Span]:
+def batch_span(run: RunLike, size: int) -> Iterator[Span]:
     with _tracer.start_as_current_span(
         "run.batch", attributes={"runsvc.run_id": str(run.id), "runsvc.batch_size": size}
     ) as span:

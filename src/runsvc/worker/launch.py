@@ -22,6 +22,10 @@ def run_worker(settings: Settings, *, processes: int, threads: int) -> int:
         str(threads),
         "--queues",
         settings.queue_name,
+        # A stopping worker gives its runs back within the grace period;
+        # Dramatiq waits a little longer for its threads, never minutes.
+        "--worker-shutdown-timeout",
+        str(int((settings.shutdown_grace_seconds + 2) * 1000)),
         # Our handler, set up by `runsvc` already, formats Dramatiq's lines too.
         "--skip-logging",
     ]
