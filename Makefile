@@ -19,10 +19,10 @@ $(TS_STAMP): $(STAMP) $(TS_DIR)/package.json $(TS_DIR)/package-lock.json
 	cd $(TS_DIR) && npm ci --no-audit --no-fund
 	touch $@
 
-$(STAMP): pyproject.toml clients/python-proto/pyproject.toml clients/python/pyproject.toml gateway/pyproject.toml
+$(STAMP): pyproject.toml clients/python-proto/pyproject.toml clients/python/pyproject.toml gateway/pyproject.toml observe/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ./clients/python-proto -e ./clients/python -e ./gateway -e '.[dev]'
+	$(BIN)/pip install --quiet -e ./clients/python-proto -e ./clients/python -e ./observe -e ./gateway -e '.[dev]'
 	touch $@
 
 install: $(STAMP)

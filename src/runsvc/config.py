@@ -82,6 +82,14 @@ class Settings:
     watch_ping_seconds: float = 10.0
     dispatch_queue_size: int = 10_000
     dispatch_batch_size: int = 100
+    # Observability: the Prometheus endpoint (off unless set), and how often
+    # the server checks that the database answers (its gRPC readiness).
+    metrics_addr: str | None = None
+    readiness_interval_seconds: float = 2.0
+
+    def with_metrics(self, address: str | None) -> Settings:
+        """These settings with --metrics-addr, if given, over RUNSVC_METRICS_ADDR."""
+        return dataclasses.replace(self, metrics_addr=address or self.metrics_addr)
 
     def with_tls(self, cert: str | None, key: str | None, client_ca: str | None) -> Settings:
         """These settings with TLS files given on the command line, if any."""
@@ -123,6 +131,8 @@ class Settings:
             tls_cert=os.environ.get("RUNSVC_TLS_CERT") or None,
             tls_key=os.environ.get("RUNSVC_TLS_KEY") or None,
             tls_client_ca=os.environ.get("RUNSVC_TLS_CLIENT_CA") or None,
+            metrics_addr=os.environ.get("RUNSVC_METRICS_ADDR") or None,
+            readiness_interval_seconds=_float("RUNSVC_READINESS_INTERVAL_SECONDS", 2.0),
             server_pool_min_size=_int("RUNSVC_SERVER_POOL_MIN_SIZE", 2),
             server_pool_max_size=_int("RUNSVC_SERVER_POOL_MAX_SIZE", 10),
             max_watches=_int("RUNSVC_MAX_WATCHES", 10_000),

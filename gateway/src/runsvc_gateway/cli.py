@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
+import errno
 import os
 import socket
+import sys
 
 import uvicorn
 import uvloop
@@ -17,6 +18,9 @@ from runsvc_client import TLS
 from runsvc_gateway.app import Settings, create_app
 from runsvc_gateway.http_protocol import JsonErrorsHttpToolsProtocol
 from runsvc_gateway.inputs import DEFAULT_MAX_BODY_BYTES
+from runsvc_observe.logging import configure_logging
+from runsvc_observe.metrics import serve_metrics, url
+from runsvc_observe.tracing import configure_tracing
 
 
 def _address(value: str) -> tuple[str, int]:
@@ -98,6 +102,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="client private key (PEM) for mutual TLS (env RUNSVC_GATEWAY_GRPC_KEY)",
     )
     parser.add_argument(
+        "--metrics-addr",
+        type=_address,
+        default=env("RUNSVC_METRICS_ADDR"),
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (env RUNSVC_METRICS_ADDR; "
+        "default: off)",
+    )
+    parser.add_argument(
+        "--access-log",
+        action=argparse.BooleanOptionalAction,
+        default=env("RUNSVC_GATEWAY_ACCESS_LOG", "1") not in ("0", "false", "no"),
+        help="one log line per request, with its request id (default on; "
+        "env RUNSVC_GATEWAY_ACCESS_LOG=0 turns it off)",
+    )
+    parser.add_argument(
         "--grpc-server-name",
         default=env("RUNSVC_GATEWAY_GRPC_SERVER_NAME"),
         help="name to check the server certificate against, if not the target's host",
@@ -121,6 +140,8 @@ async def serve(args: argparse.Namespace, tls: TLS | None = None) -> None:
         heartbeat_seconds=args.heartbeat,
         max_body_bytes=args.max_body_bytes,
         tls=tls,
+        metrics=args.metrics_addr is not None,
+        access_log=args.access_log,
     )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY only on sockets that
@@ -128,14 +149,26 @@ async def serve(args: argparse.Namespace, tls: TLS | None = None) -> None:
     # response waits ~40 ms for a delayed ACK: headers and body are two writes).
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}") from None
     bound_port = sock.getsockname()[1]
+    metrics_server = None
+    if args.metrics_addr is not None:
+        metrics_host, _ = args.metrics_addr
+        metrics_server = serve_metrics(_joined(args.metrics_addr))
     config = uvicorn.Config(
         create_app(settings),
         # httptools parses HTTP/1.1 in C; uvicorn's default (h11, pure
         # Python) was most of the gateway's time per request.
         http=JsonErrorsHttpToolsProtocol,
         log_level=os.environ.get("RUNSVC_LOG_LEVEL", "info").lower(),
+        # Our handler formats uvicorn's lines; ObserveMiddleware writes the
+        # access line (with the request id).
+        log_config=None,
+        access_log=False,
         # Open watch streams must not hold up a shutdown for long.
         timeout_graceful_shutdown=3,
         server_header=False,
@@ -150,12 +183,22 @@ async def serve(args: argparse.Namespace, tls: TLS | None = None) -> None:
         shown = f"[{host}]" if family == socket.AF_INET6 else host
         # Supervisors and tests read this line to learn the port.
         print(f"runsvc-gateway listening on http://{shown}:{bound_port}", flush=True)
+        if metrics_server is not None:
+            print(f"runsvc-gateway metrics on {url(metrics_host, metrics_server.server_port)}")
 
     announcer = asyncio.create_task(announce())
     try:
         await server.serve(sockets=[sock])
     finally:
         announcer.cancel()
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
+
+
+def _joined(address: tuple[str, int]) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,10 +208,17 @@ def main(argv: list[str] | None = None) -> int:
         tls = tls_from_args(args)
     except ValueError as exc:
         parser.error(str(exc))  # exits with status 2
-    logging.basicConfig(
-        level=os.environ.get("RUNSVC_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # uvloop: a faster event loop for the HTTP side and the gRPC channel alike.
-    uvloop.run(serve(args, tls))
+    try:
+        configure_logging()
+    except ValueError as exc:  # RUNSVC_LOG_FORMAT
+        parser.error(str(exc))
+    configure_tracing("runsvc-gateway")
+    try:
+        # uvloop: a faster event loop for the HTTP side and the gRPC channel alike.
+        uvloop.run(serve(args, tls))
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        print(f"runsvc-gateway: {exc.strerror}", file=sys.stderr)  # names the address
+        return 1
     return 0

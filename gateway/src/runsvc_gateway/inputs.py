@@ -15,6 +15,8 @@ from tenantpilot.runs.v1 import runs_pb2
 
 from runsvc_gateway import contract
 from runsvc_gateway.errors import HttpError, invalid
+from runsvc_observe import request_id
+from runsvc_observe.logging import current_context
 
 # The field limits (lengths, control characters, item-id count) are the
 # server's, written once as protovalidate rules in the proto; the gateway
@@ -53,10 +55,13 @@ def check_start_run_type(run_type: str) -> None:
 
 
 def metadata(request: Request) -> tuple[tuple[str, str], ...]:
-    """The caller's Authorization header, passed on as gRPC metadata."""
+    """The caller's Authorization header, passed on as gRPC metadata, and the
+    request id (runsvc_gateway.observe) that ties the server's lines to it."""
+    rid = current_context().get("request_id")
+    passed = ((request_id.HEADER, rid),) if rid else ()
     value = request.headers.get("authorization")
     if value is None:
-        return ()
+        return passed
     if len(value) > MAX_AUTHORIZATION_BYTES:
         raise HttpError(
             431,
@@ -65,7 +70,7 @@ def metadata(request: Request) -> tuple[tuple[str, str], ...]:
         )
     if not value.isascii() or not value.isprintable():
         raise HttpError(401, "UNAUTHENTICATED", "malformed Authorization header")
-    return (("authorization", value),)
+    return (("authorization", value), *passed)
 
 
 def last_event_id(request: Request) -> int | None:

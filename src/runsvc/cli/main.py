@@ -4,12 +4,12 @@ function that runs them; main() parses, sets up logging and calls it."""
 from __future__ import annotations
 
 import argparse
-import logging
-import os
+import errno
 import sys
 
 from runsvc.cli import admin, runs, service
 from runsvc.config import ConfigError
+from runsvc.observe.logging import configure_process_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,15 +27,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("RUNSVC_LOG_LEVEL", "INFO").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    try:
+        configure_process_logging()
+    except ValueError as exc:  # RUNSVC_LOG_FORMAT
+        print(f"runsvc: {exc}", file=sys.stderr)
+        return 2
     try:
         return args.handler(args)
     except ConfigError as exc:
         print(f"runsvc: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        print(f"runsvc: {exc.strerror}", file=sys.stderr)  # names the address
+        return 1
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import sys
 from pathlib import Path
 
 from runsvc.cli.args import address, positive
@@ -20,6 +19,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     dev.add_argument("--data-dir", type=Path, default=Path(".runsvc"), help="default: .runsvc/")
     dev.add_argument("--grpc-addr", type=address, default=DEFAULT_GRPC_ADDR)
     dev.add_argument("--http-addr", type=address, default=DEFAULT_HTTP_ADDR)
+    for process, port in (("server", 9464), ("worker", 9465), ("gateway", 9466)):
+        dev.add_argument(
+            f"--{process}-metrics-addr",
+            type=address,
+            default=f"127.0.0.1:{port}",
+            help=f"the {process}'s metrics endpoint (default 127.0.0.1:{port})",
+        )
     dev.set_defaults(handler=_dev)
 
     serve = commands.add_parser("serve", help="run the gRPC server")
@@ -33,48 +39,53 @@ def register(commands: argparse._SubParsersAction) -> None:
         metavar="PEM",
         help="require client certificates signed by this CA: mutual TLS (RUNSVC_TLS_CLIENT_CA)",
     )
+    _metrics_addr(serve)
     serve.set_defaults(handler=_serve)
 
     worker = commands.add_parser("worker", help="run Dramatiq worker processes")
     worker.add_argument("--processes", type=positive, default=1)
     worker.add_argument("--threads", type=positive, default=4)
+    _metrics_addr(worker)
     worker.set_defaults(handler=_worker)
 
 
-def _dev(args: argparse.Namespace) -> int:
-    from runsvc.dev import run_dev
+def _metrics_addr(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--metrics-addr",
+        type=address,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (RUNSVC_METRICS_ADDR; "
+        "default: off)",
+    )
 
-    return run_dev(args.data_dir, args.grpc_addr, args.http_addr)
+
+def _dev(args: argparse.Namespace) -> int:
+    from runsvc.dev import DevAddresses, run_dev
+
+    addresses = DevAddresses(
+        grpc=args.grpc_addr,
+        http=args.http_addr,
+        server_metrics=args.server_metrics_addr,
+        worker_metrics=args.worker_metrics_addr,
+        gateway_metrics=args.gateway_metrics_addr,
+    )
+    return run_dev(args.data_dir, addresses)
 
 
 def _serve(args: argparse.Namespace) -> int:
     from runsvc.server.app import serve
+    from runsvc_observe.tracing import configure_tracing
 
     settings = Settings.from_env().with_tls(args.tls_cert, args.tls_key, args.tls_client_ca)
-    asyncio.run(serve(settings, args.grpc_addr))
+    configure_tracing("runsvc-server")
+    asyncio.run(serve(settings.with_metrics(args.metrics_addr), args.grpc_addr))
     return 0
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from runsvc.broker import prepare_broker
+    from runsvc.worker.launch import run_worker
 
     settings = Settings.from_env()
-    prepare_broker(settings.broker_url)
-    # Dramatiq's own CLI supervises the processes and threads.
-    dramatiq_args = [
-        sys.executable,
-        "-m",
-        "dramatiq",
-        "runsvc.worker.actors",
-        "--processes",
-        str(args.processes),
-        "--threads",
-        str(args.threads),
-        "--queues",
-        settings.queue_name,
-        # A stopping worker gives its runs back within the grace period;
-        # Dramatiq waits a little longer for its threads, never minutes.
-        "--worker-shutdown-timeout",
-        str(int((settings.shutdown_grace_seconds + 2) * 1000)),
-    ]
-    os.execv(sys.executable, dramatiq_args)
+    return run_worker(
+        settings.with_metrics(args.metrics_addr), processes=args.processes, threads=args.threads
+    )

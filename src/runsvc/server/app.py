@@ -4,30 +4,39 @@ reflection, one watch hub and one connection pool per process."""
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import signal
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from wsgiref.simple_server import WSGIServer
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 from grpc_reflection.v1alpha import reflection
+from prometheus_client import REGISTRY
 from psycopg_pool import AsyncConnectionPool
 from tenantpilot.runs.v1 import runs_pb2, runs_pb2_grpc
 
 from runsvc.broker import Dispatcher, broker_kind, build_broker
 from runsvc.config import Settings
+from runsvc.observe.grpc_server import ObserveInterceptor
+from runsvc.observe.metrics import server as metrics
 from runsvc.redact import describe_exception
 from runsvc.server.auth import Authenticator, AuthInterceptor
 from runsvc.server.decode import DecodeInterceptor
 from runsvc.server.dispatch import QueuedDispatch, RunDispatch, TransactionalDispatch
+from runsvc.server.queue_gauges import QueueGauges
+from runsvc.server.readiness import Readiness
 from runsvc.server.servicer import RunService
 from runsvc.server.watch_hub import WatchHub
 from runsvc.store.pool import KEEPALIVES, LivenessCheck
 from runsvc.store.runs import run_dispatch_due_now
+from runsvc_observe.metrics import serve_metrics, url
+from runsvc_observe.tracing import tracing_enabled
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +51,24 @@ class RunningServer:
     hub: WatchHub
     health: HealthServicer
     dispatch: RunDispatch
+    readiness: Readiness
+    # The Prometheus endpoint and what it reads, with --metrics-addr.
+    metrics_server: WSGIServer | None = None
+    queue_gauges: QueueGauges | None = None
+
+    @property
+    def metrics_port(self) -> int | None:
+        return self.metrics_server.server_port if self.metrics_server else None
 
     async def stop(self, grace: float = 5.0) -> None:
         await self.health.enter_graceful_shutdown()
+        await self.readiness.stop()
         await self.server.stop(grace)
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
+        if self.queue_gauges is not None:
+            REGISTRY.unregister(self.queue_gauges)
         await self.hub.stop()
         await self.dispatch.close(grace)
         await self.pool.close()
@@ -76,6 +99,7 @@ def build_dispatch(settings: Settings, pool: AsyncConnectionPool) -> RunDispatch
         max_queued=settings.dispatch_queue_size,
         batch_size=settings.dispatch_batch_size,
         on_unsent=unsent,
+        on_send_failed=metrics.dispatch_failures.inc,
     )
 
 
@@ -115,8 +139,23 @@ async def start_server(
         cache_seconds=settings.auth_cache_seconds,
         touch_seconds=settings.auth_touch_seconds,
     )
+    # Observing first: refusals are counted and logged with the request id
+    # too; then the trace span (with OTEL_* set); then unparsable requests
+    # are refused, then authentication.
+    observing: list[grpc.aio.ServerInterceptor] = [
+        ObserveInterceptor(with_metrics=settings.metrics_addr is not None)
+    ]
+    if tracing_enabled():
+        from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+        observing.append(aio_server_interceptor())
     server = grpc.aio.server(
-        interceptors=[DecodeInterceptor(), AuthInterceptor(authenticator), *interceptors],
+        interceptors=[
+            *observing,
+            DecodeInterceptor(),
+            AuthInterceptor(authenticator),
+            *interceptors,
+        ],
         options=server_options(settings),
     )
     runs_pb2_grpc.add_RunServiceServicer_to_server(
@@ -132,8 +171,15 @@ async def start_server(
     )
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    for name in ("", SERVICE_NAME):
-        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    await health.set("", health_pb2.HealthCheckResponse.SERVING)  # alive
+    readiness = Readiness(
+        pool,
+        health,
+        SERVICE_NAME,
+        interval=settings.readiness_interval_seconds,
+        timeout=min(2.0, settings.readiness_interval_seconds),
+    )
+    await readiness.start()  # the run service: SERVING while the database answers
     reflection.enable_server_reflection(
         (
             SERVICE_NAME,
@@ -143,14 +189,28 @@ async def start_server(
         server,
     )
     credentials = server_credentials(settings)
-    if credentials is None:
-        port = server.add_insecure_port(grpc_addr)
-    else:
-        port = server.add_secure_port(grpc_addr, credentials)
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(grpc_addr)
+        else:
+            port = server.add_secure_port(grpc_addr, credentials)
+    except RuntimeError:  # grpc's word for a port it cannot bind
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {grpc_addr}")
+        await readiness.stop()
+        raise OSError(errno.EADDRINUSE, f"cannot listen on {grpc_addr}: address in use")
     await server.start()
-    return RunningServer(server, port, pool, hub, health, dispatch)
+    running = RunningServer(server, port, pool, hub, health, dispatch, readiness)
+    if settings.metrics_addr is not None:
+        metrics.watch_streams.set_function(lambda: hub.watcher_count)
+        running.queue_gauges = QueueGauges(pool, asyncio.get_running_loop(), timeout=2.0)
+        REGISTRY.register(running.queue_gauges)
+        try:
+            running.metrics_server = serve_metrics(settings.metrics_addr)
+        except OSError:
+            await running.stop(grace=0)
+            raise
+    return running
 
 
 def server_options(settings: Settings) -> list[tuple[str, int]]:
@@ -191,6 +251,9 @@ async def serve(settings: Settings, grpc_addr: str) -> None:
     if settings.tls_cert:
         mode = "mutual TLS" if settings.tls_client_ca else "TLS"
     print(f"runsvc gRPC listening on {host}:{running.port} ({mode})", flush=True)
+    if running.metrics_port is not None:
+        metrics_host = settings.metrics_addr.rsplit(":", 1)[0].strip("[]")
+        print(f"runsvc metrics on {url(metrics_host, running.metrics_port)}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -93,10 +93,12 @@ class QueuedDispatch:
         max_queued: int,
         batch_size: int,
         on_unsent: Callable[[list[uuid.UUID]], None] = lambda run_ids: None,
+        on_send_failed: Callable[[], None] = lambda: None,
         max_backoff: float = 2.0,
     ) -> None:
         self._dispatcher = dispatcher
         self._on_unsent = on_unsent
+        self._on_send_failed = on_send_failed
         self._queue: queue.Queue[uuid.UUID] = queue.Queue(max_queued)
         self._batch_size = batch_size
         self._max_backoff = max_backoff
@@ -145,11 +147,7 @@ class QueuedDispatch:
         retrying = tenacity.Retrying(
             wait=tenacity.wait_exponential(multiplier=0.05, max=self._max_backoff),
             stop=tenacity.stop_when_event_set(self._stopping),
-            before_sleep=lambda state: log.warning(
-                "dispatch of %d runs failed, retrying: %s",
-                len(batch),
-                describe_exception(state.outcome.exception()),
-            ),
+            before_sleep=lambda state: self._failed(state, len(batch)),
         )
         try:
             for attempt in retrying:
@@ -160,6 +158,14 @@ class QueuedDispatch:
         except tenacity.RetryError:
             self.left_to_reaper += len(batch)
             self._on_unsent(list(batch))
+
+    def _failed(self, state: tenacity.RetryCallState, runs: int) -> None:
+        self._on_send_failed()
+        log.warning(
+            "dispatch of %d runs failed, retrying: %s",
+            runs,
+            describe_exception(state.outcome.exception()),
+        )
 
     async def close(self, grace: float) -> None:
         await asyncio.to_thread(self._close, grace)

@@ -14,6 +14,8 @@ from tenantpilot.runs.v1 import runs_pb2, runs_pb2_grpc
 
 from runsvc import safe_errors
 from runsvc.model import RunState, RunType, SafeError
+from runsvc.observe.metrics import server as metrics
+from runsvc.observe.runs import log_run_started
 from runsvc.server import page_tokens
 from runsvc.server.auth import current_principal
 from runsvc.server.convert import (
@@ -36,6 +38,8 @@ from runsvc.validation import (
     run_id_of,
     start_options,
 )
+from runsvc_observe.logging import current_context
+from runsvc_observe.tracing import inject_carrier
 
 # ListRuns and ListRunItems: page_size 0 means the default; larger than the
 # most is the most (AIP-158).
@@ -76,6 +80,8 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
                 target_object_id=options.target_object_id,
                 payload_hash=options.payload_hash,
                 item_ids=options.item_ids,
+                request_id=current_context().get("request_id"),
+                trace_context=inject_carrier() or None,
             )
             caller = current_principal()
             run_id = uuid.uuid4()
@@ -94,6 +100,8 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
                         )
             except store.TenantNotFound:
                 await context.abort(grpc.StatusCode.NOT_FOUND, "tenant not found")
+            log_run_started(run, reused)
+            metrics.runs_started.labels(run.run_type.value, "true" if reused else "false").inc()
             if not reused:
                 # Postgres broker: wakes the workers. RabbitMQ/Redis: queues
                 # the message to send; if it is lost, the reaper sends it
@@ -288,8 +296,11 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
                         run_id=run_id,
                         redispatch_after=self._redispatch_seconds,
                         message=self._dispatch.queued_message(run_id),
+                        request_id=current_context().get("request_id"),
+                        trace_context=inject_carrier() or None,
                     )
                     await _audit(conn, "run.retry", run, reused=reused)
+            log_run_started(run, reused)
             if not reused:
                 self._dispatch.after_commit(run.id)
             return runs_pb2.RetryRunResponse(reused=reused, run=run_to_proto(run))

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -24,6 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 from tenantpilot.runs.v1 import runs_pb2
 
 from runsvc.model import RunState
+from runsvc.observe.metrics import server as metrics
 from runsvc.redact import describe_exception
 from runsvc.server.convert import run_to_proto
 from runsvc.store import runs as store
@@ -140,6 +142,8 @@ class WatchHub:
         self._ping_timeout = ping_timeout
         self._watchers: dict[uuid.UUID, set[Watcher]] = {}
         self._dirty: set[uuid.UUID] = set()
+        # When the oldest undelivered notification of each dirty run arrived.
+        self._arrived: dict[uuid.UUID, float] = {}
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._listening = asyncio.Event()
@@ -218,6 +222,8 @@ class WatchHub:
                 await asyncio.sleep(self._reconnect_delay)
                 continue
             self.listen_connections += 1
+            if self.listen_connections > 1:
+                metrics.watch_hub_reconnects.inc()
             try:
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
@@ -236,6 +242,8 @@ class WatchHub:
             async for notify in conn.notifies(timeout=self._ping_seconds):
                 run_id = self._parse(notify.payload)
                 if run_id is not None and run_id in self._watchers:
+                    # When it arrived: the notify-to-delivery latency.
+                    self._arrived.setdefault(run_id, time.perf_counter())
                     self._mark_dirty({run_id})
             # Notifications that arrive during the ping wait in psycopg's
             # backlog for the next notifies().
@@ -254,6 +262,8 @@ class WatchHub:
             await self._wakeup.wait()
             self._wakeup.clear()
             run_ids, self._dirty = self._dirty & self._watchers.keys(), set()
+            for gone in set(self._arrived) - run_ids - self._dirty:
+                del self._arrived[gone]  # its watchers left before delivery
             if not run_ids:
                 continue
             try:
@@ -279,6 +289,12 @@ class WatchHub:
                 else:
                     for watcher in list(watchers):
                         watcher.broken(state)
+
+            delivered = time.perf_counter()
+            for run_id in run_ids:
+                arrived = self._arrived.pop(run_id, None)
+                if arrived is not None:
+                    metrics.watch_delivery_seconds.observe(delivered - arrived)
 
     async def _read(self, run_ids: set[uuid.UUID]) -> dict[uuid.UUID, RunState | Exception]:
         """The runs, in one query; if a row cannot be read (a bug, or a row

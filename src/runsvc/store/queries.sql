@@ -9,16 +9,18 @@
 -- tenant_known false means an unknown tenant (nothing written); a NULL id
 -- means the conflicting run committed after this statement's snapshot (or
 -- finished meanwhile), and the caller runs it again. The columns after
--- `reused` are those of run_get, in its order.
+-- `reused` are those of run_get, in its order. The request id and trace
+-- context of the call are kept with the run, for the worker's lines and spans.
 WITH tenant AS (
     SELECT 1 FROM tenants WHERE external_id = %(tenant)s
 ),
 inserted AS (
     INSERT INTO runs (id, tenant_external_id, run_type, target_object_id, payload_hash,
-                      requested_item_ids, total, dispatch_due_at)
+                      requested_item_ids, total, dispatch_due_at, request_id, trace_context)
     SELECT %(run_id)s, %(tenant)s, %(run_type)s, %(target_object_id)s, %(payload_hash)s,
            %(item_ids)s, coalesce(cardinality(%(item_ids)s::text[]), 0),
-           now() + make_interval(secs => %(redispatch_after)s)
+           now() + make_interval(secs => %(redispatch_after)s),
+           %(request_id)s, %(trace_context)s
     FROM tenant
     ON CONFLICT (tenant_external_id, run_type, coalesce(target_object_id, ''), coalesce(payload_hash, ''))
         WHERE status IN ('queued', 'running')
@@ -103,7 +105,8 @@ WHERE id = %(run_id)s
   AND (status = 'queued' OR (status = 'running' AND lease_expires_at <= now()))
 RETURNING id, tenant_external_id, run_type, target_object_id, items_resolved,
           requested_item_ids IS NOT NULL AS items_requested, attempts, total, succeeded,
-          failed, cancel_requested_at IS NOT NULL AS cancel_requested;
+          failed, cancel_requested_at IS NOT NULL AS cancel_requested, request_id,
+          trace_context;
 
 -- name: run_lease_renew
 -- Extends the lease while the owner still holds it; no row means it is lost.
@@ -624,10 +627,12 @@ WITH source AS (
 ),
 inserted AS (
     INSERT INTO runs (id, tenant_external_id, run_type, target_object_id, payload_hash,
-                      requested_item_ids, total, dispatch_due_at, retry_of_run_id)
+                      requested_item_ids, total, dispatch_due_at, retry_of_run_id,
+                      request_id, trace_context)
     SELECT %(run_id)s, tenant_external_id, run_type, target_object_id, payload_hash,
            retry_item_ids, coalesce(cardinality(retry_item_ids), 0),
-           now() + make_interval(secs => %(redispatch_after)s), id
+           now() + make_interval(secs => %(redispatch_after)s), id,
+           %(request_id)s, %(trace_context)s
     FROM source
     ON CONFLICT (tenant_external_id, run_type, coalesce(target_object_id, ''), coalesce(payload_hash, ''))
         WHERE status IN ('queued', 'running')
@@ -649,3 +654,19 @@ WHERE NOT EXISTS (SELECT 1 FROM inserted)
   AND coalesce(runs.payload_hash, '') = coalesce(source.payload_hash, '')
   AND runs.status IN ('queued', 'running');
 
+-- name: database_ping
+-- The readiness probe: the database answers.
+SELECT 1;
+
+-- name: run_queue_stats
+-- Queue lag and load per run type, read at each metrics scrape: the age of
+-- the oldest queued run, and how many runs are queued and running. Only
+-- active runs are read (the partial unique index covers exactly them).
+SELECT run_type,
+       count(*) FILTER (WHERE status = 'queued') AS queued,
+       count(*) FILTER (WHERE status = 'running') AS running,
+       coalesce(extract(epoch FROM now() - min(created_at) FILTER (WHERE status = 'queued')),
+                0)::float8 AS oldest_queued_seconds
+FROM runs
+WHERE status IN ('queued', 'running')
+GROUP BY run_type;

@@ -36,6 +36,9 @@ class NewRun:
     target_object_id: str | None
     payload_hash: str | None
     item_ids: list[str] | None
+    # Who asked, for the logs and traces of the run (runsvc.observe).
+    request_id: str | None = None
+    trace_context: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +91,8 @@ async def run_insert_or_reuse(
         "item_ids": new.item_ids,
         "redispatch_after": redispatch_after,
         "token_name": token_name,
+        "request_id": new.request_id,
+        "trace_context": Jsonb(new.trace_context) if new.trace_context else None,
     }
     statement = QUERIES["run_insert_or_reuse"]
     if message is not None:
@@ -131,6 +136,17 @@ async def run_get(
     return RunState.from_tuple(row) if row else None
 
 
+async def run_queue_stats(conn: AsyncConnection) -> list[dict[str, Any]]:
+    """Per run type with active runs: queued, running, oldest_queued_seconds."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(QUERIES["run_queue_stats"])
+        return await cur.fetchall()
+
+
+async def database_ping(conn: AsyncConnection) -> None:
+    await conn.execute(QUERIES["database_ping"])
+
+
 async def run_get_many(conn: AsyncConnection, run_ids: Sequence[uuid.UUID]) -> list[RunState]:
     cur = await conn.execute(QUERIES["run_get_many"], {"run_ids": list(run_ids)})
     return [RunState.from_tuple(row) for row in await cur.fetchall()]
@@ -161,6 +177,9 @@ class ClaimedRun:
     succeeded: int
     failed: int
     cancel_requested: bool
+    # The request that created the run, for its logs and traces (observe).
+    request_id: str | None = None
+    trace_context: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -458,6 +477,8 @@ async def run_retry_insert_or_reuse(
     run_id: uuid.UUID,
     redispatch_after: float,
     message: QueuedMessage | None = None,
+    request_id: str | None = None,
+    trace_context: dict[str, str] | None = None,
 ) -> tuple[RunState, bool]:
     """A new run (with id `run_id`) over the failed items of the terminal run
     `source`, or the active run with the same dedupe key; with `message`, the
@@ -468,6 +489,8 @@ async def run_retry_insert_or_reuse(
         "source_run_id": source.id,
         "run_id": run_id,
         "redispatch_after": redispatch_after,
+        "request_id": request_id,
+        "trace_context": Jsonb(trace_context) if trace_context else None,
     }
     statement = QUERIES["run_retry_insert_or_reuse"]
     if message is not None:

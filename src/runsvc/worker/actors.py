@@ -12,8 +12,14 @@ import dramatiq
 
 from runsvc.broker import RUN_ACTOR_NAME, build_broker
 from runsvc.config import Settings
+from runsvc.observe.logging import configure_process_logging
 from runsvc.worker.runtime import WorkerRuntime
+from runsvc_observe.tracing import configure_tracing
 
+# Imported in each of Dramatiq's worker processes, after the fork: the log
+# format and tracing are set up here, per process.
+configure_process_logging()
+configure_tracing("runsvc-worker")
 settings = Settings.from_env()
 broker = build_broker(settings.broker_url)
 runtime = WorkerRuntime(settings)

@@ -5,6 +5,7 @@ Memory stays bounded by the batch, whatever the length of the run."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,6 +16,7 @@ from psycopg_pool import ConnectionPool
 
 from runsvc import safe_errors
 from runsvc.handlers.base import ItemResult, RunContext, RunHandler
+from runsvc.observe import runs as observe
 from runsvc.redact import describe_exception
 from runsvc.store import runs as store
 from runsvc.store.runs import ItemOutcome, Progress
@@ -85,10 +87,18 @@ class BatchLoop:
             began = time.monotonic()
             while batch is not None:
                 page, fetched = batch
-                following = ahead.submit(self._fetch_after, page[-1][0]) if ahead else None
+                # The fetch-ahead thread keeps the run's log and trace context.
+                following = (
+                    ahead.submit(contextvars.copy_context().run, self._fetch_after, page[-1][0])
+                    if ahead
+                    else None
+                )
                 self.guard.check()
-                progress = self._record(page, fetched)
-                self.sizer.observe(len(page), time.monotonic() - began)
+                with observe.batch_span(self.ctx.run, len(page)):
+                    progress = self._record(page, fetched)
+                took = time.monotonic() - began
+                self.sizer.observe(len(page), took)
+                observe.batch_done(self.ctx.run, took)
                 began = time.monotonic()
                 if progress.cancel_requested or self.guard.cancel_requested:
                     return LoopEnd(progress, cancelled=True)
@@ -168,6 +178,7 @@ class BatchLoop:
                     self.ctx.run_id,
                 )
                 raise LeaseLost()
+        observe.count_items(self.ctx.run, succeeded, failed)  # committed: counted once
         return progress
 
 

@@ -18,6 +18,7 @@ from runsvc.config import Settings
 from runsvc.handlers import HANDLERS
 from runsvc.handlers.base import RunContext, RunError, RunHandler
 from runsvc.model import Run, RunStatus, RunType, SafeError
+from runsvc.observe import runs as observe
 from runsvc.redact import describe_exception
 from runsvc.source.port import SourceRejected, TenantSource
 from runsvc.store import domain
@@ -78,7 +79,12 @@ class Executor:
         if claim is None:
             log.debug("run %s not claimable", run_id)
             return None
-        log.info("run %s claimed (attempt %d)", run_id, claim.attempts)
+        with observe.observe_execution(claim):
+            log.info("run %s claimed (attempt %d)", run_id, claim.attempts)
+            return self._run_claimed(claim, owner)
+
+    def _run_claimed(self, claim: ClaimedRun, owner: str) -> Run | None:
+        run_id = claim.id
         keeper = LeaseKeeper(self.pool, run_id, owner, self.settings.lease_seconds)
         keeper.start()
         guard = Guard(self.stop, keeper)
@@ -91,6 +97,7 @@ class Executor:
             except RunError as error:
                 return self._finish_with_error(claim, owner, error)
         except LeaseLost:
+            observe.lease_lost()
             log.warning(
                 "run %s: lease lost; the batch in hand was not recorded, another worker "
                 "continues the run",
@@ -194,7 +201,7 @@ class Executor:
             )
             if finished is None:
                 raise LeaseLost()
-        log.info("run %s %s: %d/%d succeeded", claim.id, status, finished.succeeded, finished.total)
+        observe.log_run_finished(finished)
         return finished
 
     def _fail_pending(self, run_id: uuid.UUID, owner: str, code: str) -> int:
@@ -227,7 +234,7 @@ class Executor:
             )
             if finished is None:
                 raise LeaseLost()
-        log.info("run %s cancelled: %d items never attempted", claim.id, cancelled)
+        observe.log_run_finished(finished)
         return finished
 
     def _finish_with_error(self, claim: ClaimedRun, owner: str, error: RunError) -> Run | None:
@@ -248,7 +255,7 @@ class Executor:
         if finished is None:
             log.warning("run %s: lease lost before it could fail with %s", claim.id, code)
             return None
-        log.info("run %s failed: %s", claim.id, code)
+        observe.log_run_finished(finished)
         return finished
 
     def _release(self, run_id: uuid.UUID, owner: str, *, refund: bool) -> None:

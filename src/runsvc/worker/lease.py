@@ -10,6 +10,7 @@ import uuid
 import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from runsvc.observe import runs as observe
 from runsvc.redact import describe_exception
 from runsvc.store import runs as store
 
@@ -42,10 +43,12 @@ class LeaseKeeper(threading.Thread):
                     )
             except (psycopg.Error, PoolTimeout) as exc:
                 # Keep trying: the batch transactions check the owner as well.
+                observe.lease_renewal_failed()
                 log.warning(
                     "lease renewal of run %s failed: %s", self._run_id, describe_exception(exc)
                 )
                 continue
+            observe.lease_renewed(cancel is not None)
             if cancel is None:
                 self.lost.set()
                 return

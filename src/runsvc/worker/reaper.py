@@ -12,6 +12,7 @@ import uuid
 from psycopg_pool import ConnectionPool
 
 from runsvc.broker import Dispatcher
+from runsvc.observe import runs as observe
 from runsvc.redact import describe_exception
 from runsvc.store import runs as store
 from runsvc.worker.stop import StopSignal
@@ -67,6 +68,7 @@ class Reaper(threading.Thread):
                     )
                 if undelivered:
                     store.run_dispatch_due_again(conn, undelivered)
+            observe.redispatched(len(delivered))
             sent += len(delivered)
             if undelivered or len(run_ids) < BATCH:
                 break  # the broker is down (try next pass), or nothing more is due

@@ -19,6 +19,8 @@ from runsvc.worker.executor import Executor
 from runsvc.worker.maintenance import Maintenance, Retention
 from runsvc.worker.reaper import Reaper
 from runsvc.worker.stop import StopSignal, install_signal_handlers
+from runsvc_observe.multiprocess import mark_process_dead
+from runsvc_observe.tracing import flush_tracing
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,9 @@ class WorkerRuntime(Middleware):
         if self.pool is not None:
             # Abandoned source calls may still hold connections: do not wait.
             self.pool.close(timeout=1)
+        # Forked processes end without atexit hooks: export and clean up now.
+        flush_tracing()
+        mark_process_dead()
 
     def require_executor(self) -> Executor:
         if self.executor is None:  # never: the executor is made before consumers start

@@ -5,8 +5,10 @@ turned into one final result per item."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -15,6 +17,7 @@ import tenacity
 
 from runsvc import safe_errors
 from runsvc.model import LivePolicy
+from runsvc.observe import runs as observe
 from runsvc.redact import describe_exception
 from runsvc.source.port import (
     Deadline,
@@ -62,6 +65,19 @@ class _CallFailed(Exception):
         self.transient = transient
 
 
+def call_result(exc: BaseException) -> str:
+    """A failed call's result label: the most precise kind of failure."""
+    for kind, result in (
+        (SourceThrottled, "throttled"),
+        (SourceTimeout, "timeout"),
+        (SourceUnavailable, "unavailable"),
+        (SourceRejected, "rejected"),
+    ):
+        if isinstance(exc, kind):
+            return result
+    return "error"
+
+
 def _failure_code(exc: BaseException) -> str:
     if isinstance(exc, SourceTimeout):
         return safe_errors.SOURCE_TIMEOUT
@@ -85,36 +101,39 @@ class GuardedSource:
         """One page of policy ids; raises SourceRejected (permanent) or
         SourceUnavailable (retries used up): the run cannot list its items."""
 
-        def call(deadline: Deadline) -> PolicyIdPage:
+        def list_policy_ids(deadline: Deadline) -> PolicyIdPage:
             return self._source.list_policy_ids(self._tenant, cursor=cursor, deadline=deadline)
 
-        return self._retrying(lambda: self._on_thread(call))
+        return self._retrying(lambda: self._on_thread(list_policy_ids))
 
     def get(self, policy_ids: Sequence[str]) -> dict[str, LivePolicy | ItemFailure | None]:
         """One final result per id: the policy, None (no such policy), or the
         ItemFailure that fails the item (retries used up)."""
 
-        def call(keys: Sequence[str], deadline: Deadline) -> Mapping[str, GetResult]:
+        def get_policies(keys: Sequence[str], deadline: Deadline) -> Mapping[str, GetResult]:
             return self._source.get_policies(self._tenant, keys, deadline=deadline)
 
-        return self._per_item(call, list(policy_ids), known_failed=None)
+        return self._per_item(get_policies, list(policy_ids), known_failed=None)
 
     def put(self, policies: Sequence[LivePolicy]) -> dict[str, PutResult]:
         """Writes the policies: WRITTEN or a final ItemFailure per policy id."""
         by_id = {policy.policy_id: policy for policy in policies}
 
-        def call(keys: Sequence[str], deadline: Deadline) -> Mapping[str, PutResult]:
+        def put_policies(keys: Sequence[str], deadline: Deadline) -> Mapping[str, PutResult]:
             return self._source.put_policies(
                 self._tenant, [by_id[k] for k in keys], deadline=deadline
             )
 
-        return self._per_item(call, list(by_id), known_failed=None)
+        return self._per_item(put_policies, list(by_id), known_failed=None)
 
     # --- machinery ----------------------------------------------------------
 
-    def _on_thread(self, call: Callable[[Deadline], T]) -> T:
+    def _on_thread(self, call: Callable[[Deadline], T], operation: str | None = None) -> T:
         """Runs the call on a daemon thread and waits until its deadline: a
-        call that hangs is abandoned there (SourceTimeout), never waited for."""
+        call that hangs is abandoned there (SourceTimeout), never waited for.
+        Each call is timed by operation (the port method) and result."""
+        operation = operation or call.__name__
+        started = time.perf_counter()
         deadline = self._guard.limit(Deadline.after(self._policy.timeout))
         done = threading.Event()
         answer: dict[str, Any] = {}
@@ -127,12 +146,20 @@ class GuardedSource:
             finally:
                 done.set()
 
-        threading.Thread(target=target, name="source-call", daemon=True).start()
+        # The call's thread keeps the run's log and trace context.
+        context = contextvars.copy_context()
+        threading.Thread(
+            target=context.run, args=(target,), name="source-call", daemon=True
+        ).start()
         if not self._guard.wait(done, deadline):
+            observe.source_called(operation, "timeout", time.perf_counter() - started)
             self._guard.check()  # the grace period ended: abandon the batch, not the items
             raise SourceTimeout("no answer by the deadline")
+        seconds = time.perf_counter() - started
         if "error" in answer:
+            observe.source_called(operation, call_result(answer["error"]), seconds)
             raise answer["error"]
+        observe.source_called(operation, "ok", seconds)
         return answer["value"]
 
     def _retrying(self, attempt: Callable[[], T]) -> T:
@@ -217,7 +244,7 @@ class GuardedSource:
 
         def attempt() -> None:
             nonlocal pending
-            answer = self._on_thread(lambda deadline: call(pending, deadline))
+            answer = self._on_thread(lambda deadline: call(pending, deadline), call.__name__)
             still = []
             for key in pending:
                 result = answer.get(key, _MISSING)
