@@ -103,6 +103,8 @@ class Run:
             attempts=row["attempts"],
             retry_of_run_id=row.get("retry_of_run_id"),
             cancel_requested_at=row.get("cancel_requested_at"),
+            request_id=row.get("request_id"),
+            trace_context=row.get("trace_context"),
         )
 
 
@@ -147,6 +149,4 @@ class RunState:
             row[11],
             row[12],
             row[13],
-            request_id=row.get("request_id"),
-            trace_context=row.get("trace_context"),
         )
