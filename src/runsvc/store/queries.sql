@@ -281,3 +281,115 @@ FROM audit_events
 WHERE tenant_external_id = %(tenant)s
 ORDER BY occurred_at DESC, id DESC
 LIMIT %(limit)s;
+
+-- --- Microsoft Graph (the Graph TenantSource) ------------------------------
+
+-- name: tenant_graph_get
+SELECT graph_tenant_id FROM tenants WHERE external_id = %(tenant)s;
+
+-- name: tenant_graph_set
+-- Creates the tenant or maps an existing one to its Entra tenant.
+INSERT INTO tenants (external_id, graph_tenant_id) VALUES (%(tenant)s, %(graph_tenant_id)s)
+ON CONFLICT (external_id) DO UPDATE SET graph_tenant_id = EXCLUDED.graph_tenant_id
+RETURNING id;
+
+-- name: tenant_list
+SELECT t.external_id, t.graph_tenant_id, t.created_at,
+       (SELECT count(*) FROM runs r
+         WHERE r.tenant_external_id = t.external_id AND r.status IN ('queued', 'running')) AS active_runs,
+       (SELECT count(*) FROM backup_sets b WHERE b.tenant_id = t.id) AS backup_sets,
+       (SELECT count(*) FROM policy_snapshots s WHERE s.tenant_id = t.id) AS snapshots
+FROM tenants t
+ORDER BY t.external_id;
+
+-- name: tenant_usage
+-- What removing the tenant would delete, and whether it has work in hand.
+SELECT t.id,
+       (SELECT count(*) FROM runs r
+         WHERE r.tenant_external_id = t.external_id AND r.status IN ('queued', 'running')) AS active_runs,
+       (SELECT count(*) FROM backup_sets b WHERE b.tenant_id = t.id) AS backup_sets,
+       (SELECT count(*) FROM policy_snapshots s WHERE s.tenant_id = t.id) AS snapshots
+FROM tenants t
+WHERE t.external_id = %(tenant)s
+FOR UPDATE OF t;
+
+-- name: tenant_delete
+-- Its live policies, snapshots, backup sets and Graph index go with it
+-- (ON DELETE CASCADE); runs and audit events are history and stay.
+DELETE FROM tenants WHERE id = %(tenant_id)s;
+
+-- name: graph_policies_upsert
+-- Records in which collection each listed policy lives (one statement per batch).
+INSERT INTO graph_policies (tenant_id, policy_id, collection)
+SELECT %(tenant_id)s, p.policy_id, p.collection
+FROM unnest(%(policy_ids)s::text[], %(collections)s::text[]) AS p(policy_id, collection)
+ON CONFLICT (tenant_id, policy_id) DO UPDATE
+SET collection = EXCLUDED.collection, seen_at = now();
+
+-- name: graph_policies_get
+SELECT policy_id, collection FROM graph_policies
+WHERE tenant_id = %(tenant_id)s AND policy_id = ANY(%(policy_ids)s::text[]);
+
+-- name: graph_pacing_take
+-- Takes `requests` and `writes` tokens from the tenant's buckets, refilled
+-- for the time since the last take; the buckets may go below zero (the
+-- call has a reserved slot). Returns how long the caller must wait before
+-- its call goes out: until the buckets would be back at zero, and until any
+-- pause has passed. One short statement: the row lock lasts only for it.
+-- clock_timestamp(), not now(): a take that waited for the row lock must
+-- not refill for time that another take already counted.
+INSERT INTO graph_pacing AS p (graph_tenant_id, requests, writes, refilled_at)
+VALUES (%(graph_tenant_id)s, %(request_capacity)s - %(requests)s,
+        %(write_capacity)s - %(writes)s, clock_timestamp())
+ON CONFLICT (graph_tenant_id) DO UPDATE
+SET requests = least(%(request_capacity)s, p.requests + %(request_rate)s
+                     * greatest(0, extract(epoch FROM clock_timestamp() - p.refilled_at))) - %(requests)s,
+    writes = least(%(write_capacity)s, p.writes + %(write_rate)s
+                   * greatest(0, extract(epoch FROM clock_timestamp() - p.refilled_at))) - %(writes)s,
+    refilled_at = greatest(p.refilled_at, clock_timestamp())
+RETURNING greatest(0.0,
+                   -p.requests / %(request_rate)s,
+                   -p.writes / %(write_rate)s,
+                   coalesce(extract(epoch FROM p.paused_until - clock_timestamp())::float8, 0.0)
+                  ) AS wait_seconds;
+
+-- name: graph_pacing_pause
+-- Graph answered 429 or 503: every call to the tenant waits until the
+-- pause has passed (Retry-After, or exponential backoff with jitter when
+-- Graph named no time). Buckets start again from empty, since calls made
+-- while throttled count against the budget too. The tenant's running runs
+-- show the pause (a new version wakes their watchers); a run row that its
+-- worker has locked is skipped rather than waited for.
+WITH streak AS (
+    SELECT CASE WHEN coalesce(paused_until, '-infinity') > now() - make_interval(secs => %(calm_seconds)s)
+                THEN throttle_streak + 1 ELSE 1 END AS n
+    FROM graph_pacing WHERE graph_tenant_id = %(graph_tenant_id)s
+), paused AS (
+    UPDATE graph_pacing AS p
+    SET throttle_streak = streak.n,
+        throttled_total = p.throttled_total + 1,
+        requests = least(p.requests, 0),
+        writes = least(p.writes, 0),
+        paused_until = greatest(p.paused_until, now() + make_interval(secs => coalesce(
+            %(retry_after)s::float8,
+            least(%(backoff_max)s, %(backoff_base)s * power(2, streak.n - 1)) * (0.5 + random() / 2))))
+    FROM streak
+    WHERE p.graph_tenant_id = %(graph_tenant_id)s
+    RETURNING p.paused_until
+), shown AS (
+    UPDATE runs AS r
+    SET throttled_until = paused.paused_until, version = r.version + 1
+    FROM paused
+    WHERE r.id IN (
+        SELECT r2.id
+        FROM runs r2 JOIN tenants t ON t.external_id = r2.tenant_external_id, paused p2
+        WHERE lower(t.graph_tenant_id) = lower(%(graph_tenant_id)s) AND r2.status = 'running'
+          -- a pause extended by less than a second is not news
+          AND (r2.throttled_until IS NULL
+               OR r2.throttled_until < p2.paused_until - interval '1 second')
+        FOR UPDATE OF r2 SKIP LOCKED)
+    RETURNING r.id
+)
+SELECT paused_until, extract(epoch FROM paused_until - now())::float8 AS wait_seconds,
+       (SELECT count(*) FROM shown) AS runs_shown
+FROM paused;
