@@ -1,4 +1,4 @@
-"""`runsvc`: dev, migrate, serve, worker, seed, token, audit."""
+"""`runsvc`: dev, migrate, serve, worker, seed, token, tenant, audit."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from runsvc import cli_tenant
 from runsvc.config import ConfigError, Settings
 
 DEFAULT_GRPC_ADDR = "127.0.0.1:50051"
@@ -77,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     revoke = token_commands.add_parser("revoke", help="revoke the active token of that name")
     revoke.add_argument("name")
 
+    cli_tenant.add_parser(commands)
+
     audit = commands.add_parser("audit", help="show what callers did in a tenant, newest first")
     audit.add_argument("--tenant", required=True)
     audit.add_argument("--limit", type=_positive, default=100)
@@ -124,6 +127,9 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.command == "audit":
         return _audit(settings, args.tenant, args.limit)
+
+    if args.command == "tenant":
+        return cli_tenant.run(settings, args)
 
     if args.command == "worker":
         from runsvc.broker import prepare_broker

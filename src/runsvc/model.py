@@ -58,6 +58,9 @@ class Run:
     started_at: datetime | None
     finished_at: datetime | None
     attempts: int
+    # Until when Graph throttles the run's tenant, as last recorded (it may
+    # lie in the past: the pause is over then).
+    throttled_until: datetime | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Run:
@@ -80,4 +83,5 @@ class Run:
             started_at=row["started_at"],
             finished_at=row["finished_at"],
             attempts=row["attempts"],
+            throttled_until=row.get("throttled_until"),
         )

@@ -288,10 +288,12 @@ LIMIT %(limit)s;
 SELECT graph_tenant_id FROM tenants WHERE external_id = %(tenant)s;
 
 -- name: tenant_graph_set
--- Creates the tenant or maps an existing one to its Entra tenant.
+-- Creates the tenant, or maps an existing one to its Entra tenant (a NULL
+-- mapping keeps the one it has). Says whether the tenant is new.
 INSERT INTO tenants (external_id, graph_tenant_id) VALUES (%(tenant)s, %(graph_tenant_id)s)
-ON CONFLICT (external_id) DO UPDATE SET graph_tenant_id = EXCLUDED.graph_tenant_id
-RETURNING id;
+ON CONFLICT (external_id) DO UPDATE
+SET graph_tenant_id = coalesce(EXCLUDED.graph_tenant_id, tenants.graph_tenant_id)
+RETURNING id, (xmax = 0) AS created, graph_tenant_id;
 
 -- name: tenant_list
 SELECT t.external_id, t.graph_tenant_id, t.created_at,

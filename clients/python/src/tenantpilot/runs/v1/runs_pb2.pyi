@@ -329,6 +329,7 @@ class RunRecord(_message.Message):
     COUNTS_FIELD_NUMBER: _builtins.int
     SAFE_ERROR_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    TENANT_THROTTLED_UNTIL_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The run's id (a UUID)."""
     tenant_external_id: _builtins.str
@@ -359,6 +360,13 @@ class RunRecord(_message.Message):
     def safe_error(self) -> Global___SafeError:
         """Set on failed and partial runs; unset (null) otherwise."""
 
+    @_builtins.property
+    def tenant_throttled_until(self) -> _timestamp_pb2.Timestamp:
+        """Set while Microsoft Graph throttles the run's tenant: every call to the
+        tenant, from every worker, waits until then. Unset (null) otherwise.
+        Not in the contract (the gateway sends it as `tenantThrottledUntil`).
+        """
+
     def __init__(
         self,
         *,
@@ -372,10 +380,11 @@ class RunRecord(_message.Message):
         counts: Global___RunCounts | None = ...,
         safe_error: Global___SafeError | None = ...,
         version: _builtins.int = ...,
+        tenant_throttled_until: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts", "created_at", b"created_at", "finished_at", b"finished_at", "safe_error", b"safe_error", "started_at", b"started_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts", "created_at", b"created_at", "finished_at", b"finished_at", "safe_error", b"safe_error", "started_at", b"started_at", "tenant_throttled_until", b"tenant_throttled_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts", "created_at", b"created_at", "finished_at", b"finished_at", "id", b"id", "safe_error", b"safe_error", "started_at", b"started_at", "status", b"status", "tenant_external_id", b"tenant_external_id", "type", b"type", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts", "created_at", b"created_at", "finished_at", b"finished_at", "id", b"id", "safe_error", b"safe_error", "started_at", b"started_at", "status", b"status", "tenant_external_id", b"tenant_external_id", "tenant_throttled_until", b"tenant_throttled_until", "type", b"type", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
