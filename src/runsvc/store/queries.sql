@@ -285,7 +285,7 @@ LIMIT %(limit)s;
 -- --- Microsoft Graph (the Graph TenantSource) ------------------------------
 
 -- name: tenant_graph_get
-SELECT graph_tenant_id FROM tenants WHERE external_id = %(tenant)s;
+SELECT id, graph_tenant_id FROM tenants WHERE external_id = %(tenant)s;
 
 -- name: tenant_graph_set
 -- Creates the tenant, or maps an existing one to its Entra tenant (a NULL
@@ -329,8 +329,24 @@ ON CONFLICT (tenant_id, policy_id) DO UPDATE
 SET collection = EXCLUDED.collection, seen_at = now();
 
 -- name: graph_policies_get
-SELECT policy_id, collection FROM graph_policies
+SELECT policy_id, collection, replaced_by FROM graph_policies
 WHERE tenant_id = %(tenant_id)s AND policy_id = ANY(%(policy_ids)s::text[]);
+
+-- name: graph_policies_replace
+-- A restore created gone policies anew: each old id now stands for its new
+-- object, and the new ids are known (one statement per batch).
+WITH replaced AS (
+    INSERT INTO graph_policies (tenant_id, policy_id, collection, replaced_by)
+    SELECT %(tenant_id)s, r.old_id, r.collection, r.new_id
+    FROM unnest(%(old_ids)s::text[], %(new_ids)s::text[], %(collections)s::text[])
+         AS r(old_id, new_id, collection)
+    ON CONFLICT (tenant_id, policy_id) DO UPDATE
+    SET replaced_by = EXCLUDED.replaced_by, seen_at = now()
+)
+INSERT INTO graph_policies (tenant_id, policy_id, collection)
+SELECT %(tenant_id)s, r.new_id, r.collection
+FROM unnest(%(new_ids)s::text[], %(collections)s::text[]) AS r(new_id, collection)
+ON CONFLICT (tenant_id, policy_id) DO NOTHING;
 
 -- name: graph_pacing_take
 -- Takes `requests` and `writes` tokens from the tenant's buckets, refilled

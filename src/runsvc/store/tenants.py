@@ -37,9 +37,10 @@ class TenantUsage:
     snapshots: int
 
 
-def tenant_graph_get(conn: Connection, tenant: str) -> str | None:
+def tenant_graph_get(conn: Connection, tenant: str) -> tuple[int, str | None] | None:
+    """(tenant id, its Entra tenant or None), or None for no such tenant."""
     row = conn.execute(QUERIES["tenant_graph_get"], {"tenant": tenant}).fetchone()
-    return row[0] if row else None
+    return (row[0], row[1]) if row else None
 
 
 def tenant_graph_set(conn: Connection, tenant: str, graph_tenant_id: str | None) -> bool:

@@ -11,12 +11,15 @@ ALTER TABLE tenants ADD CONSTRAINT tenants_graph_tenant_id_sane CHECK (
 CREATE UNIQUE INDEX tenants_graph_tenant_id_once ON tenants (lower(graph_tenant_id));
 
 -- A runsvc policy id is its Graph object's id; this says in which
--- collection that object is, so that it can be addressed again.
+-- collection that object is, so that it can be addressed again. A restore
+-- that had to create a deleted policy anew (POST: Graph gives a new id)
+-- notes the new object here, so that writing it again updates that one.
 CREATE TABLE graph_policies (
-    tenant_id  bigint      NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
-    policy_id  text        NOT NULL,
-    collection text        NOT NULL,
-    seen_at    timestamptz NOT NULL DEFAULT now(),
+    tenant_id   bigint      NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
+    policy_id   text        NOT NULL,
+    collection  text        NOT NULL,
+    replaced_by text,
+    seen_at     timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, policy_id),
     CONSTRAINT graph_policies_collection_known CHECK (collection IN (
         'configurationPolicies', 'deviceCompliancePolicies', 'deviceConfigurations'))
