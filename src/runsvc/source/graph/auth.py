@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import Any
 
 import httpx
 import msal
@@ -32,6 +33,37 @@ _PERMANENT = {
     "invalid_request": AUTH_FAILED,
     "invalid_scope": AUTH_FAILED,
 }
+
+
+class MsalHttp:
+    """MSAL's small HTTP client interface (get, post) over the adapter's httpx
+    client: one connection pool, one CA bundle, one deadline for all calls."""
+
+    def __init__(self, http: httpx.Client) -> None:
+        self._http = http
+
+    def post(
+        self,
+        url: str,
+        params: dict[str, Any] | None = None,
+        data: Any = None,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        if isinstance(data, dict):
+            # MSAL hands some form values (the client assertion) as bytes.
+            form = {k: v.decode() if isinstance(v, bytes) else v for k, v in data.items()}
+            return self._http.post(url, params=params, data=form, headers=headers)
+        return self._http.post(url, params=params, content=data, headers=headers)
+
+    def get(
+        self,
+        url: str,
+        params: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> httpx.Response:
+        return self._http.get(url, params=params, headers=headers)
 
 
 class TokenProvider:
@@ -71,7 +103,7 @@ class TokenProvider:
                 # A login host other than Microsoft's (the emulator) is known
                 # to us; MSAL would ask Microsoft's instance discovery about it.
                 instance_discovery=settings.login_url == DEFAULT_LOGIN_URL,
-                http_client=self._http,
+                http_client=MsalHttp(self._http),
             )
         except ValueError:
             # MSAL's word for a tenant whose endpoints cannot be discovered.

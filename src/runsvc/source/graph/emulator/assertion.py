@@ -31,14 +31,20 @@ def assertion_error(
     assertion = form["client_assertion"]
     try:
         header = jwt.get_unverified_header(assertion)
-        if not {header.get("x5t"), header.get("x5t#S256")} & thumbprints:
+        # Either base64 alphabet, padded or not (MSAL sends standard, padded).
+        sent = {
+            str(v).rstrip("=").replace("+", "-").replace("/", "_")
+            for v in (header.get("x5t"), header.get("x5t#S256"))
+            if v
+        }
+        if not sent & thumbprints:
             return "The certificate with this thumbprint is not registered for the app."
         claims = jwt.decode(
             assertion,
             certificate.public_key(),
             algorithms=["RS256", "PS256"],
             audience=audience,
-            options={"require": ["exp", "nbf", "iss", "sub", "aud", "jti"]},
+            options={"require": ["exp", "iss", "sub", "aud", "jti"]},
         )
     except jwt.PyJWTError as exc:
         return f"Client assertion failed signature validation ({type(exc).__name__})."
