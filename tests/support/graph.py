@@ -30,15 +30,15 @@ class Graph:
         return self.emulator.state
 
     def settings(self, budget: Budget | None = None, **changes: Any) -> GraphSettings:
-        return GraphSettings(
-            client_id=CLIENT_ID,
-            client_secret=self.secret,
-            graph_url=self.emulator.url,
-            login_url=self.emulator.url,
-            ca_file=str(self.emulator.ca_file),
-            budget=budget or Budget(),
-            **changes,
-        )
+        fields: dict[str, Any] = {
+            "client_id": CLIENT_ID,
+            "client_secret": self.secret,
+            "graph_url": self.emulator.url,
+            "login_url": self.emulator.url,
+            "ca_file": str(self.emulator.ca_file),
+            "budget": budget or Budget(),
+        }
+        return GraphSettings(**{**fields, **changes})
 
     def env(self, **overrides: str) -> dict[str, str]:
         """What a worker needs to use the Graph source against the emulator."""
