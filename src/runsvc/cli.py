@@ -42,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--data-dir", type=Path, default=Path(".runsvc"), help="default: .runsvc/")
     dev.add_argument("--grpc-addr", type=_address, default=DEFAULT_GRPC_ADDR)
     dev.add_argument("--http-addr", type=_address, default=DEFAULT_HTTP_ADDR)
+    dev.add_argument(
+        "--graph-emulator",
+        action="store_true",
+        help="serve the demo tenant from a Microsoft Graph emulator (the Graph TenantSource)",
+    )
 
     commands.add_parser("migrate", help="apply database migrations (safe to run twice)")
 
@@ -103,7 +108,9 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "dev":
         from runsvc.dev import run_dev
 
-        return run_dev(args.data_dir, args.grpc_addr, args.http_addr)
+        return run_dev(
+            args.data_dir, args.grpc_addr, args.http_addr, graph_emulator=args.graph_emulator
+        )
 
     settings = Settings.from_env()
     if args.command == "migrate":

@@ -30,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--client-certificate", type=Path, help="PEM certificate of that app (certificate sign-in)"
     )
     parser.add_argument(
-        "--tenants", type=Path, help='JSON: [{"tenantId": ..., "objects": {collection: [...]}}]'
+        "--tenants",
+        type=Path,
+        help='JSON: {"tenantId": ..., "objects": {collection: [...]}}, or a list of them',
     )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per HTTP request")
     parser.add_argument("--page-size", type=int, default=100)
@@ -59,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         secret=args.client_secret_file.read_text().strip() if args.client_secret_file else None,
         certificate_pem=args.client_certificate.read_bytes() if args.client_certificate else None,
     )
-    for tenant in json.loads(args.tenants.read_text()) if args.tenants else []:
+    tenants = json.loads(args.tenants.read_text()) if args.tenants else []
+    for tenant in tenants if isinstance(tenants, list) else [tenants]:
         state.add_tenant(tenant["tenantId"], consent=[args.client_id])
         for collection, objects in tenant.get("objects", {}).items():
             for obj in objects:
