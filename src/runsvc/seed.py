@@ -21,12 +21,15 @@ from typing import Any
 
 import psycopg
 
-from runsvc.source.port import LivePolicy
+from runsvc.model import LivePolicy
 from runsvc.store import domain
 from runsvc.store import tenants as tenant_store
 from runsvc.store.tenants import GraphTenantTaken
 from runsvc.tenants import check_graph_tenant_id
 from runsvc.validation import MAX_TARGET_LEN, MAX_TENANT_LEN
+
+# Policies per upsert statement.
+_POLICY_BATCH = 1000
 
 
 class SeedError(Exception):
@@ -127,8 +130,12 @@ def seed(conninfo: str, document: Any) -> SeedSummary:
     with psycopg.connect(conninfo) as conn, conn.transaction():
         for external_id, policies, backup_sets, graph_tenant_id in tenants:
             tenant_id = domain.tenant_upsert(conn, external_id)
-            for policy in policies:
-                domain.live_policy_upsert(conn, tenant_id, policy)
+            # The last entry of an id wins, as one upsert after another would.
+            latest = list({policy.policy_id: policy for policy in policies}.values())
+            for start in range(0, len(latest), _POLICY_BATCH):
+                domain.live_policy_upsert_many(
+                    conn, tenant_id, latest[start : start + _POLICY_BATCH]
+                )
             for backup_set_id, name in backup_sets:
                 domain.backup_set_upsert(conn, tenant_id, backup_set_id, name)
             if graph_tenant_id is not None:
