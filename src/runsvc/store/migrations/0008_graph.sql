@@ -43,3 +43,10 @@ CREATE TABLE graph_pacing (
 -- Until when the run's tenant is throttled by Graph, as last recorded; the
 -- server shows it while it lies in the future.
 ALTER TABLE runs ADD COLUMN throttled_until timestamptz;
+
+-- Fair scheduling across tenants: the claim looks at each tenant's oldest
+-- claimable run and at how many runs each tenant has running.
+CREATE INDEX runs_queued_by_tenant ON runs (tenant_external_id, created_at, id)
+    WHERE status = 'queued';
+CREATE INDEX runs_running_by_tenant ON runs (tenant_external_id, lease_expires_at)
+    WHERE status = 'running';
