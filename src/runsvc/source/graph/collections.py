@@ -64,24 +64,22 @@ class Collection:
     def display_name(self, payload: dict[str, Any]) -> str:
         return str(payload.get(self.name_property) or "")
 
-    def updates(
-        self, object_id: str, payload: dict[str, Any], live: dict[str, Any] | None
-    ) -> list[Write]:
-        """The writes that make the live object equal to `payload`."""
+    def updates(self, object_id: str, payload: dict[str, Any]) -> list[Write]:
+        """The writes that make the live object equal to `payload`: PATCH, and
+        for a compliance policy the documented action that replaces its
+        scheduled actions (which PATCH cannot change). Writing twice leaves
+        the object as writing once."""
         body = self.payload(payload)
         patch = {k: v for k, v in body.items() if k not in self.not_patchable}
         writes = [Write("PATCH", f"{self.path}/{object_id}", patch)]
         if _ACTIONS in self.not_patchable and _ACTIONS in body:
-            live_actions = (live or {}).get(_ACTIONS)
-            if live is None or _without_ids(live_actions or []) != body[_ACTIONS]:
-                # Documented action: replaces the policy's scheduled actions.
-                writes.append(
-                    Write(
-                        "POST",
-                        f"{self.path}/{object_id}/scheduleActionsForRules",
-                        {"deviceComplianceScheduledActionForRules": body[_ACTIONS]},
-                    )
+            writes.append(
+                Write(
+                    "POST",
+                    f"{self.path}/{object_id}/scheduleActionsForRules",
+                    {"deviceComplianceScheduledActionForRules": body[_ACTIONS]},
                 )
+            )
         return writes
 
     def create(self, payload: dict[str, Any]) -> Write:
