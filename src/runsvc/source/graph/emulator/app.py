@@ -62,7 +62,9 @@ def create_app(state: EmulatorState) -> Starlette:
         return _respond(state.issue_token(_base_url(request), request.path_params["tenant"], form))
 
     def caller(request: Request) -> Token | Reply:
-        return state.authenticate(request.headers.get("authorization"))
+        return state.authenticate(
+            request.headers.get("authorization"), agent=request.headers.get("user-agent", "")
+        )
 
     async def graph(request: Request) -> Response:
         await latency()

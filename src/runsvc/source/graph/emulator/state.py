@@ -404,7 +404,7 @@ class EmulatorState:
 
     # --- Graph -----------------------------------------------------------
 
-    def authenticate(self, authorization: str | None) -> Token | Reply:
+    def authenticate(self, authorization: str | None, *, agent: str = "") -> Token | Reply:
         scheme, _, value = (authorization or "").partition(" ")
         with self._lock:
             token = self._tokens.get(value) if scheme.lower() == "bearer" else None
@@ -413,6 +413,10 @@ class EmulatorState:
                     401, "InvalidAuthenticationToken", "Access token is empty or malformed."
                 )
             if token.expires_at <= time.monotonic():
+                # Logged as the tenant's call: tests see the refusal a worker got.
+                self.calls.append(
+                    Call(time.monotonic(), token.tenant_id, token.client_id, "", "", 401, agent)
+                )
                 return graph_error(
                     401,
                     "InvalidAuthenticationToken",
