@@ -144,3 +144,35 @@ def test_messages_that_arrive_while_a_worker_boots_are_not_lost(make_stack):
         assert run_bookkeeping(stack.database_url, run.id)["attempts"] == 1
     assert "has not booted" not in worker.output()
     assert "Failed to process message" not in worker.output()
+
+
+def test_a_stop_during_a_hung_source_call_abandons_the_batch_at_the_end_of_grace(make_stack):
+    grace = 2
+    stack = make_stack(
+        own_database=True,
+        RUNSVC_TENANT_SOURCE=SCRIPTED,
+        RUNSVC_TEST_SOURCE_HANG="pol-00001",
+        RUNSVC_SOURCE_TIMEOUT_SECONDS="600",  # the call would wait far longer
+        RUNSVC_SHUTDOWN_GRACE_SECONDS=str(grace),
+        RUNSVC_BATCH_SIZE="4",
+    )
+    stack.start_server()
+    worker = stack.start_worker(threads=1)
+    tenant = seed_tenant(stack.database_url, policies=8)
+    stub = stack.stub()
+    run = start(stub, tenant.external_id, "snapshot_capture").run
+    wait_until(lambda: f"run {run.id} claimed" in worker.output())
+
+    signalled = time.monotonic()
+    worker.signal_group(signal.SIGTERM)
+    worker.proc.wait(timeout=grace + 5)
+    assert time.monotonic() - signalled <= grace + 5
+    assert "given back: this worker is stopping" in worker.output()
+    status, attempts, released, done = query_one(
+        stack.database_url,
+        "SELECT status, attempts, lease_expires_at <= now(), succeeded + failed "
+        "FROM runs WHERE id = %s",
+        run.id,
+    )
+    # Given back, due at once, the attempt not counted, nothing of the batch recorded.
+    assert (status, attempts, released, done) == ("running", 0, True, 0)

@@ -97,6 +97,8 @@ def source_failure(result: ItemFailure) -> ItemResult:
 
 class RunHandler(ABC):
     run_type: ClassVar[RunType]
+    # Whether fetch writes to the tenant (then no batch is fetched ahead).
+    writes_to_source: ClassVar[bool] = False
 
     def check(self, ctx: RunContext, conn: Connection) -> None:  # noqa: B027 - optional hook
         """Checks the run's target before any item; raises RunError."""

@@ -136,6 +136,7 @@ class Restore:
 
 class RestoreExecute(_BackupSetHandler):
     run_type = RunType.RESTORE_EXECUTE
+    writes_to_source = True
 
     def fetch(self, ctx: RunContext, item_ids: list[str]) -> Restore:
         """Writes the changed policies back (one source call) before the

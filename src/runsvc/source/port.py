@@ -183,20 +183,3 @@ class TenantSource(Protocol):
 # Builds an adapter; the worker passes its connection pool (the built-in
 # adapter uses it; others may ignore it).
 TenantSourceFactory = Callable[[ConnectionPool], TenantSource]
-
-__all__ = [
-    "WRITTEN",
-    "Deadline",
-    "GetResult",
-    "ItemFailure",
-    "LivePolicy",
-    "PolicyIdPage",
-    "PutResult",
-    "SourceError",
-    "SourceRejected",
-    "SourceThrottled",
-    "SourceTimeout",
-    "SourceUnavailable",
-    "TenantSource",
-    "TenantSourceFactory",
-]

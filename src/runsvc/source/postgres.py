@@ -90,7 +90,7 @@ class PostgresTenantSource:
             "policy_ids": [p.policy_id for p in latest],
             "policy_types": [p.policy_type for p in latest],
             "display_names": [p.display_name for p in latest],
-            "payloads": [Jsonb(p.payload) for p in latest],
+            "payloads": Jsonb([p.payload for p in latest]),
         }
         with self._connection(deadline) as conn:
             written = conn.execute(QUERIES["live_policy_upsert_many"], params).fetchall()

@@ -44,7 +44,7 @@ def live_policy_upsert_many(
             "policy_ids": [p.policy_id for p in policies],
             "policy_types": [p.policy_type for p in policies],
             "display_names": [p.display_name for p in policies],
-            "payloads": [Jsonb(p.payload) for p in policies],
+            "payloads": Jsonb([p.payload for p in policies]),
         },
     )
 
@@ -74,7 +74,7 @@ def policy_snapshot_capture_many(
             "policy_ids": [p.policy_id for p, _ in policies],
             "policy_types": [p.policy_type for p, _ in policies],
             "display_names": [p.display_name for p, _ in policies],
-            "payloads": [Jsonb(p.payload) for p, _ in policies],
+            "payloads": Jsonb([p.payload for p, _ in policies]),
             "payload_hashes": [h for _, h in policies],
         },
     ).fetchall()
@@ -185,8 +185,8 @@ def restore_preview_record_many(
             "backup_item_ids": [r.item.id for r in rows],
             "policy_ids": [r.item.policy.policy_id for r in rows],
             "actions": [r.action for r in rows],
-            # text[][] cannot be ragged: each item's keys travel as JSON.
-            "changed_keys": [Jsonb(r.changed_keys) for r in rows],
+            # text[][] cannot be ragged: the keys travel as JSON.
+            "changed_keys": Jsonb([r.changed_keys for r in rows]),
         },
     )
 

@@ -144,7 +144,7 @@ RETURNING runs.total;
 -- One page of the default work list, at positions from `first_position`;
 -- an id listed already is skipped. The caller's transaction fences it.
 INSERT INTO run_items (run_id, position, item_id)
-SELECT %(run_id)s, %(first_position)s + t.ord - 1, t.item_id
+SELECT %(run_id)s, %(first_position)s::integer + t.ord - 1, t.item_id
 FROM unnest(%(item_ids)s::text[]) WITH ORDINALITY AS t(item_id, ord)
 ON CONFLICT DO NOTHING;
 
@@ -158,28 +158,48 @@ WHERE id = %(run_id)s AND lease_owner = %(owner)s AND status = 'running' AND NOT
 RETURNING total;
 
 -- name: run_items_pending_page
--- The next page of the work list: items after `after` without an outcome,
--- by the primary key, so a page costs the same however long the run is.
+-- The next page of the work list: items without an outcome among the
+-- positions after `after`, at most `limit` of them. A bounded range of the
+-- primary key, whatever the table's statistics say: a page costs the same
+-- however long the run is (positions are dense, so a range holds a page).
 SELECT position, item_id FROM run_items
-WHERE run_id = %(run_id)s AND position > %(after)s AND outcome IS NULL
-ORDER BY position
-LIMIT %(limit)s;
+WHERE run_id = %(run_id)s AND position > %(after)s::integer
+  AND position <= %(after)s::integer + %(limit)s::integer
+  AND outcome IS NULL
+ORDER BY position;
+
+-- name: run_items_next_pending
+-- Where the work list goes on after `after` (a resumed run, or a range
+-- whose items all have outcomes); NULL when every item has one.
+SELECT min(position) FROM run_items
+WHERE run_id = %(run_id)s AND position > %(after)s::integer AND outcome IS NULL;
 
 -- name: run_items_record
 -- Records a batch of outcomes; an outcome already recorded is kept (each
 -- item's outcome is written exactly once).
 UPDATE run_items AS ri
-SET outcome = b.outcome, error_code = b.error_code, detail = b.detail, finished_at = now()
-FROM unnest(%(positions)s::integer[], %(outcomes)s::text[], %(error_codes)s::text[],
-            %(details)s::jsonb[]) AS b(position, outcome, error_code, detail)
-WHERE ri.run_id = %(run_id)s AND ri.position = b.position AND ri.outcome IS NULL
+SET outcome = b.outcome, error_code = b.error_code, detail = nullif(b.detail, 'null'),
+    finished_at = now()
+-- (JSON values travel as one JSON array: far cheaper than a jsonb[] to send)
+FROM ROWS FROM (unnest(%(positions)s::integer[]), unnest(%(outcomes)s::text[]),
+                unnest(%(error_codes)s::text[]), jsonb_array_elements(%(details)s::jsonb))
+     AS b(position, outcome, error_code, detail)
+WHERE ri.run_id = %(run_id)s
+  -- The batch's range of the primary key: a bounded scan, whatever the
+  -- table's statistics say.
+  AND ri.position BETWEEN %(first)s::integer AND %(last)s::integer
+  AND ri.position = b.position AND ri.outcome IS NULL
 RETURNING ri.outcome;
 
 -- name: run_items_fail_pending
--- A run-level error or a cancel fails every item that has no outcome yet.
+-- A run-level error or a cancel fails the items without an outcome, a
+-- bounded range of positions at a time (a short statement however long
+-- the run): from `first` on, `span` positions.
 UPDATE run_items
 SET outcome = 'failed', error_code = %(error_code)s, finished_at = now()
-WHERE run_id = %(run_id)s AND outcome IS NULL;
+WHERE run_id = %(run_id)s
+  AND position >= %(first)s::integer AND position < %(first)s::integer + %(span)s::integer
+  AND outcome IS NULL;
 
 -- name: run_items_failed_sample
 SELECT item_id, error_code FROM run_items
@@ -334,8 +354,9 @@ RETURNING id;
 -- Loads live policies (runsvc seed), a batch per statement.
 INSERT INTO live_policies (tenant_id, policy_id, policy_type, display_name, payload)
 SELECT %(tenant_id)s, p.policy_id, p.policy_type, p.display_name, p.payload
-FROM unnest(%(policy_ids)s::text[], %(policy_types)s::text[], %(display_names)s::text[],
-            %(payloads)s::jsonb[]) AS p(policy_id, policy_type, display_name, payload)
+FROM ROWS FROM (unnest(%(policy_ids)s::text[]), unnest(%(policy_types)s::text[]),
+                unnest(%(display_names)s::text[]), jsonb_array_elements(%(payloads)s::jsonb))
+     AS p(policy_id, policy_type, display_name, payload)
 ON CONFLICT (tenant_id, policy_id) DO UPDATE
 SET policy_type = EXCLUDED.policy_type,
     display_name = EXCLUDED.display_name,
@@ -365,8 +386,9 @@ WHERE lp.tenant_id = (SELECT id FROM tenants WHERE external_id = %(tenant)s)
 INSERT INTO live_policies (tenant_id, policy_id, policy_type, display_name, payload)
 SELECT t.id, p.policy_id, p.policy_type, p.display_name, p.payload
 FROM tenants t,
-     unnest(%(policy_ids)s::text[], %(policy_types)s::text[], %(display_names)s::text[],
-            %(payloads)s::jsonb[]) AS p(policy_id, policy_type, display_name, payload)
+     ROWS FROM (unnest(%(policy_ids)s::text[]), unnest(%(policy_types)s::text[]),
+                unnest(%(display_names)s::text[]), jsonb_array_elements(%(payloads)s::jsonb))
+     AS p(policy_id, policy_type, display_name, payload)
 WHERE t.external_id = %(tenant)s
 ON CONFLICT (tenant_id, policy_id) DO UPDATE
 SET policy_type = EXCLUDED.policy_type,
@@ -383,8 +405,9 @@ INSERT INTO policy_snapshots (tenant_id, policy_id, policy_type, display_name, p
                               payload_hash, captured_by_run)
 SELECT %(tenant_id)s, p.policy_id, p.policy_type, p.display_name, p.payload, p.payload_hash,
        %(run_id)s
-FROM unnest(%(policy_ids)s::text[], %(policy_types)s::text[], %(display_names)s::text[],
-            %(payloads)s::jsonb[], %(payload_hashes)s::text[])
+FROM ROWS FROM (unnest(%(policy_ids)s::text[]), unnest(%(policy_types)s::text[]),
+                unnest(%(display_names)s::text[]), jsonb_array_elements(%(payloads)s::jsonb),
+                unnest(%(payload_hashes)s::text[]))
      AS p(policy_id, policy_type, display_name, payload, payload_hash)
 ON CONFLICT ON CONSTRAINT policy_snapshots_one_per_payload DO UPDATE
 SET last_captured_at = now()
@@ -417,18 +440,22 @@ ORDER BY added_at, policy_id
 LIMIT %(limit)s;
 
 -- name: backup_items_get_many
--- Backup items of the set with the payloads of their snapshots.
+-- Backup items of the set with the payloads of their snapshots. Found by
+-- their primary keys first (the set's own index would scan the whole set).
+WITH wanted AS MATERIALIZED (
+    SELECT * FROM backup_items WHERE id = ANY(%(backup_item_ids)s::uuid[])
+)
 SELECT bi.id, bi.policy_id, s.policy_type, s.display_name, s.payload
-FROM backup_items bi JOIN policy_snapshots s ON s.id = bi.snapshot_id
-WHERE bi.tenant_id = %(tenant_id)s AND bi.backup_set_id = %(backup_set_id)s
-  AND bi.id = ANY(%(backup_item_ids)s::uuid[]);
+FROM wanted bi JOIN policy_snapshots s ON s.id = bi.snapshot_id
+WHERE bi.tenant_id = %(tenant_id)s AND bi.backup_set_id = %(backup_set_id)s;
 
 -- name: restore_preview_record_many
 INSERT INTO restore_previews (run_id, backup_item_id, policy_id, action, changed_keys)
 SELECT %(run_id)s, r.backup_item_id, r.policy_id, r.action,
        ARRAY(SELECT jsonb_array_elements_text(r.changed_keys))
-FROM unnest(%(backup_item_ids)s::uuid[], %(policy_ids)s::text[], %(actions)s::text[],
-            %(changed_keys)s::jsonb[]) AS r(backup_item_id, policy_id, action, changed_keys)
+FROM ROWS FROM (unnest(%(backup_item_ids)s::uuid[]), unnest(%(policy_ids)s::text[]),
+                unnest(%(actions)s::text[]), jsonb_array_elements(%(changed_keys)s::jsonb))
+     AS r(backup_item_id, policy_id, action, changed_keys)
 ON CONFLICT (run_id, backup_item_id) DO UPDATE
 SET action = EXCLUDED.action, changed_keys = EXCLUDED.changed_keys;
 

@@ -207,6 +207,13 @@ def run_items_pending_page(
     return [(position, item_id) for position, item_id in rows]
 
 
+def run_items_next_pending(conn: Connection, run_id: uuid.UUID, *, after: int) -> int | None:
+    row = conn.execute(
+        QUERIES["run_items_next_pending"], {"run_id": run_id, "after": after}
+    ).fetchone()
+    return row[0]
+
+
 def run_items_record(
     conn: Connection, run_id: uuid.UUID, outcomes: Sequence[ItemOutcome]
 ) -> tuple[int, int]:
@@ -215,19 +222,25 @@ def run_items_record(
         QUERIES["run_items_record"],
         {
             "run_id": run_id,
+            "first": min(o.position for o in outcomes),
+            "last": max(o.position for o in outcomes),
             "positions": [o.position for o in outcomes],
             "outcomes": ["succeeded" if o.succeeded else "failed" for o in outcomes],
             "error_codes": [o.error_code for o in outcomes],
-            "details": [Jsonb(o.detail) if o.detail is not None else None for o in outcomes],
+            "details": Jsonb([o.detail for o in outcomes]),
         },
     ).fetchall()
     succeeded = sum(1 for (outcome,) in rows if outcome == "succeeded")
     return succeeded, len(rows) - succeeded
 
 
-def run_items_fail_pending(conn: Connection, run_id: uuid.UUID, *, error_code: str) -> int:
+def run_items_fail_pending(
+    conn: Connection, run_id: uuid.UUID, *, error_code: str, first: int, span: int
+) -> int:
+    """Fails the items without an outcome among `span` positions from `first`."""
+    params = {"run_id": run_id, "error_code": error_code, "first": first, "span": span}
     with conn.cursor() as cur:
-        cur.execute(QUERIES["run_items_fail_pending"], {"run_id": run_id, "error_code": error_code})
+        cur.execute(QUERIES["run_items_fail_pending"], params)
         return cur.rowcount
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import psycopg
@@ -71,23 +72,50 @@ class BatchLoop:
         self.sizer = sizer
 
     def run(self, progress: Progress) -> LoopEnd:
-        after = -1
-        while True:
+        # A handler that only reads the source has its next batch fetched
+        # while this one is recorded (the database and Python work at once).
+        # One that writes (a restore) does not: a cancel or stop would find
+        # a batch written to the tenant and never recorded.
+        ahead = None if self.handler.writes_to_source else ThreadPoolExecutor(1, "fetch-ahead")
+        try:
             if progress.cancel_requested or self.guard.cancel_requested:
                 return LoopEnd(progress, cancelled=True)
             self.guard.at_boundary()
-            with self.pool.connection() as conn:
+            batch = self._fetch_after(-1)
+            began = time.monotonic()
+            while batch is not None:
+                page, fetched = batch
+                following = ahead.submit(self._fetch_after, page[-1][0]) if ahead else None
+                self.guard.check()
+                progress = self._record(page, fetched)
+                self.sizer.observe(len(page), time.monotonic() - began)
+                began = time.monotonic()
+                if progress.cancel_requested or self.guard.cancel_requested:
+                    return LoopEnd(progress, cancelled=True)
+                self.guard.at_boundary()
+                batch = following.result() if following else self._fetch_after(page[-1][0])
+            return LoopEnd(progress, cancelled=False)
+        finally:
+            if ahead is not None:
+                ahead.shutdown(wait=False, cancel_futures=True)
+
+    def _fetch_after(self, after: int) -> tuple[list[tuple[int, str]], object] | None:
+        """The next page of the work list after position `after`, and what
+        the handler fetched for it; None when no item is left."""
+        with self.pool.connection() as conn:
+            page = store.run_items_pending_page(
+                conn, self.ctx.run_id, after=after, limit=self.sizer.size
+            )
+            while not page:
+                # Done already up to here (a resumed run): skip ahead.
+                following = store.run_items_next_pending(conn, self.ctx.run_id, after=after)
+                if following is None:
+                    return None
+                after = following - 1
                 page = store.run_items_pending_page(
                     conn, self.ctx.run_id, after=after, limit=self.sizer.size
                 )
-            if not page:
-                return LoopEnd(progress, cancelled=False)
-            after = page[-1][0]
-            began = time.monotonic()
-            fetched = self.handler.fetch(self.ctx, [item_id for _, item_id in page])
-            self.guard.check()
-            progress = self._record(page, fetched)
-            self.sizer.observe(len(page), time.monotonic() - began)
+        return page, self.handler.fetch(self.ctx, [item_id for _, item_id in page])
 
     def _record(self, page: list[tuple[int, str]], fetched: object) -> Progress:
         """Records the batch; when a batch statement fails, its halves are
@@ -102,14 +130,16 @@ class BatchLoop:
                 self._record(page[:middle], fetched)
                 return self._record(page[middle:], fetched)
             log.warning("run %s item failed: %s", self.ctx.run_id, describe_exception(exc))
-            return self._record_once(page, None)
+            return self._record_once(page, fetched, broken=True)
 
-    def _record_once(self, page: list[tuple[int, str]], fetched: object | None) -> Progress:
+    def _record_once(
+        self, page: list[tuple[int, str]], fetched: object, *, broken: bool = False
+    ) -> Progress:
         """One transaction: the handler's writes, the outcomes, the counts.
-        With `fetched` None the items fail as INTERNAL_ERROR, writing nothing else."""
+        A `broken` item fails as INTERNAL_ERROR, writing nothing else."""
         item_ids = [item_id for _, item_id in page]
         with self.pool.connection() as conn, conn.transaction():
-            if fetched is None:
+            if broken:
                 results = [ItemResult.failed(safe_errors.INTERNAL_ERROR)] * len(page)
             else:
                 results = self.handler.record(self.ctx, conn, item_ids, fetched)

@@ -8,11 +8,9 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import psycopg
-from psycopg import Connection
 from psycopg_pool import ConnectionPool
 
 from runsvc import safe_errors
@@ -33,6 +31,9 @@ from runsvc.worker.status import cancelled_error, final_status, items_failed_err
 from runsvc.worker.stop import StopSignal
 
 log = logging.getLogger(__name__)
+
+# Positions per statement when a cancel or a run-level error fails the rest.
+FAIL_SPAN = 5000
 
 
 class _Interrupted(Exception):
@@ -63,11 +64,6 @@ class Executor:
             base_delay=settings.source_retry_base_seconds,
         )
 
-    @contextmanager
-    def _connection(self) -> Iterator[Connection]:
-        with self.pool.connection() as conn:
-            yield conn
-
     def execute(self, run_id: uuid.UUID) -> list[Run]:
         """Works while there is work that may start. A message names a run,
         but which run executes is the fair claim's choice (SPEC §9): the
@@ -78,13 +74,13 @@ class Executor:
         lost to another worker, is not among them)."""
         if self.stop.requested:
             # Taking no new work: leave the run due for another worker.
-            with self._connection() as conn:
+            with self.pool.connection() as conn:
                 store.run_dispatch_due_now_sync(conn, run_id)
             return []
         finished = []
         while not self.stop.requested:
             owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-            with self._connection() as conn:
+            with self.pool.connection() as conn:
                 claim = store.run_claim_next(
                     conn,
                     owner=owner,
@@ -110,12 +106,13 @@ class Executor:
         keeper.start()
         guard = Guard(self.stop, keeper)
         try:
-            if claim.attempts > self.settings.max_attempts:
-                error = RunError(safe_errors.ATTEMPTS_EXHAUSTED, {"attempts": claim.attempts - 1})
+            try:
+                if claim.attempts > self.settings.max_attempts:
+                    attempts = claim.attempts - 1
+                    raise RunError(safe_errors.ATTEMPTS_EXHAUSTED, {"attempts": attempts})
+                return self._execute(claim, owner, guard)
+            except RunError as error:
                 return self._finish_with_error(claim, owner, error)
-            return self._execute(claim, owner, guard)
-        except RunError as error:
-            return self._finish_with_error(claim, owner, error)
         except LeaseLost:
             log.warning(
                 "run %s: lease lost; the batch in hand was not recorded, another worker "
@@ -142,13 +139,13 @@ class Executor:
 
     def _execute(self, claim: ClaimedRun, owner: str, guard: Guard) -> Run:
         handler = self.handlers[claim.run_type]
-        with self._connection() as conn:
+        with self.pool.connection() as conn:
             tenant_id = domain.tenant_get_id(conn, claim.tenant_external_id)
             if tenant_id is None:
                 raise RunError(safe_errors.TENANT_NOT_FOUND)
             source = GuardedSource(self.source, claim.tenant_external_id, guard, self.source_policy)
             ctx = RunContext(
-                run=claim, tenant_id=tenant_id, source=source, connection=self._connection
+                run=claim, tenant_id=tenant_id, source=source, connection=self.pool.connection
             )
             handler.check(ctx, conn)
         progress = Progress(claim.total, claim.succeeded, claim.failed, claim.cancel_requested)
@@ -176,19 +173,19 @@ class Executor:
         each page in a short transaction fenced by the lease owner."""
         run_id = ctx.run_id
         if ctx.run.items_requested:
-            with self._connection() as conn:
+            with self.pool.connection() as conn:
                 total = store.run_items_insert_requested(conn, run_id, owner=owner)
             if total is None:
                 raise LeaseLost()
             return total
-        with self._connection() as conn:
+        with self.pool.connection() as conn:
             store.run_items_reset(conn, run_id, owner=owner)
         total = 0
         position = 0
         try:
             for page in handler.default_items(ctx):
                 guard.check()
-                with self._connection() as conn, conn.transaction():
+                with self.pool.connection() as conn, conn.transaction():
                     total += store.run_items_append(conn, run_id, page, first_position=position)
                     if (
                         store.run_lease_renew(
@@ -200,7 +197,7 @@ class Executor:
                 position += len(page)
         except SourceRejected as rejected:
             raise RunError(safe_errors.safe_code(rejected.code)) from None
-        with self._connection() as conn:
+        with self.pool.connection() as conn:
             if not store.run_items_resolved(conn, run_id, owner=owner, total=total):
                 raise LeaseLost()
         log.info("run %s: %d items", run_id, total)
@@ -209,7 +206,7 @@ class Executor:
     def _finish(self, claim: ClaimedRun, owner: str, progress: Progress) -> Run:
         status = final_status(progress.succeeded, progress.failed)
         safe_error: SafeError | None = None
-        with self._connection() as conn, conn.transaction():
+        with self.pool.connection() as conn, conn.transaction():
             if status is not RunStatus.SUCCEEDED:
                 failed_ids, codes = store.run_items_failed_summary(
                     conn, claim.id, sample=safe_errors.FAILED_SAMPLE
@@ -223,13 +220,30 @@ class Executor:
         log.info("run %s %s: %d/%d succeeded", claim.id, status, finished.succeeded, finished.total)
         return finished
 
+    def _fail_pending(self, run_id: uuid.UUID, owner: str, code: str) -> int:
+        """Fails every item without an outcome with `code`, range by range,
+        each in a short transaction fenced by the lease owner; how many."""
+        failed = 0
+        with self.pool.connection() as conn:
+            first = store.run_items_next_pending(conn, run_id, after=-1)
+        while first is not None:
+            with self.pool.connection() as conn, conn.transaction():
+                failed += store.run_items_fail_pending(
+                    conn, run_id, error_code=code, first=first, span=FAIL_SPAN
+                )
+                renewed = store.run_lease_renew(
+                    conn, run_id, owner=owner, lease_seconds=self.settings.lease_seconds
+                )
+                if renewed is None:
+                    raise LeaseLost()
+                first = store.run_items_next_pending(conn, run_id, after=first + FAIL_SPAN - 1)
+        return failed
+
     def _finish_cancelled(self, claim: ClaimedRun, owner: str, progress: Progress) -> Run:
         """A cancel asked for through the database: every item never
         attempted fails with CANCELLED, and the run ends failed."""
-        with self._connection() as conn, conn.transaction():
-            cancelled = store.run_items_fail_pending(
-                conn, claim.id, error_code=safe_errors.CANCELLED
-            )
+        cancelled = self._fail_pending(claim.id, owner, safe_errors.CANCELLED)
+        with self.pool.connection() as conn, conn.transaction():
             error = cancelled_error(cancelled, progress.failed + cancelled, progress.total)
             finished = store.run_finish(
                 conn, claim.id, owner=owner, status=RunStatus.FAILED, safe_error=error
@@ -241,10 +255,10 @@ class Executor:
 
     def _finish_with_error(self, claim: ClaimedRun, owner: str, error: RunError) -> Run | None:
         code = safe_errors.safe_code(error.code)
-        with self._connection() as conn, conn.transaction():
-            if claim.items_resolved:
-                store.run_items_fail_pending(conn, claim.id, error_code=code)
-            else:
+        if claim.items_resolved:
+            self._fail_pending(claim.id, owner, code)
+        with self.pool.connection() as conn, conn.transaction():
+            if not claim.items_resolved:
                 # A work list half written (or none): the run ends with no items.
                 store.run_items_reset(conn, claim.id, owner=owner)
             finished = store.run_finish(
@@ -262,7 +276,7 @@ class Executor:
 
     def _release(self, run_id: uuid.UUID, owner: str, *, refund: bool) -> None:
         try:
-            with self._connection() as conn:
+            with self.pool.connection() as conn:
                 store.run_lease_release(conn, run_id, owner=owner, refund=refund)
         except psycopg.Error as exc:
             log.warning(

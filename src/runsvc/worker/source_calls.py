@@ -61,12 +61,10 @@ class _ItemsStillThrottled(SourceThrottled):
 class _CallFailed(Exception):
     """The call failed as a whole (after its retries) with `code`."""
 
-    def __init__(self, code: str, *, transient: bool, split: bool) -> None:
+    def __init__(self, code: str, *, transient: bool) -> None:
         super().__init__(code)
         self.code = code
         self.transient = transient
-        # Whether one item may be the cause (then a smaller batch may succeed).
-        self.split = split
 
 
 def _failure_code(exc: BaseException) -> str:
@@ -194,7 +192,7 @@ class GuardedSource:
                 return self._once_with_retries(call, keys)
             except _CallFailed as failed:
                 known_failed = failed
-        if len(keys) == 1 or not known_failed.split:
+        if len(keys) == 1:
             failure = ItemFailure(known_failed.code, transient=known_failed.transient)
             return dict.fromkeys(keys, failure)
         middle = len(keys) // 2
@@ -245,7 +243,7 @@ class GuardedSource:
             pass  # those items keep their own transient failure as their result
         except SourceUnavailable as exc:
             if not results:
-                raise _CallFailed(_failure_code(exc), transient=True, split=True) from None
+                raise _CallFailed(_failure_code(exc), transient=True) from None
             for key in pending:  # earlier tries answered the others
                 results[key] = ItemFailure(_failure_code(exc), transient=True)
         except (StopNow, LeaseLost):
@@ -257,7 +255,7 @@ class GuardedSource:
         except Exception as exc:
             log.warning("source call failed: %s", describe_exception(exc))
             if len(pending) == len(keys):
-                raise _CallFailed(safe_errors.INTERNAL_ERROR, transient=False, split=True) from None
+                raise _CallFailed(safe_errors.INTERNAL_ERROR, transient=False) from None
             for key in pending:
                 results[key] = ItemFailure(safe_errors.INTERNAL_ERROR)
         return results
