@@ -85,13 +85,19 @@ def ssl_context(ca_file: str | None) -> ssl.SSLContext:
 
 class GraphClient:
     def __init__(
-        self, settings: GraphSettings, pool: ConnectionPool, *, max_connections: int = 64
+        self, settings: GraphSettings, pool: ConnectionPool, *, max_connections: int = 256
     ) -> None:
         self.settings = settings
         self.http = httpx.Client(
             verify=ssl_context(settings.ca_file),
             timeout=settings.timeout_seconds,
-            limits=httpx.Limits(max_connections=max_connections),
+            # Keep every connection alive (httpx keeps 20 by default): with
+            # more worker threads than that, each call would pay a TLS handshake.
+            limits=httpx.Limits(
+                max_connections=max_connections,
+                max_keepalive_connections=max_connections,
+                keepalive_expiry=30,
+            ),
             headers={
                 # The pid lets the emulator (and Graph's own logs) tell workers apart.
                 "User-Agent": f"runsvc/{package_version('runsvc')} (pid {os.getpid()})",
