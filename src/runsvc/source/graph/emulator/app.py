@@ -61,19 +61,25 @@ def create_app(state: EmulatorState) -> Starlette:
         form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
         return _respond(state.issue_token(_base_url(request), request.path_params["tenant"], form))
 
-    def caller(request: Request) -> Token | Reply:
-        return state.authenticate(
+    async def admitted(request: Request) -> tuple[Token, Any] | Response:
+        """After Graph's latency: the caller's token and the JSON body, or
+        the refusal (no valid token, a body that is not JSON)."""
+        await latency()
+        who = state.authenticate(
             request.headers.get("authorization"), agent=request.headers.get("user-agent", "")
         )
-
-    async def graph(request: Request) -> Response:
-        await latency()
-        who = caller(request)
         if isinstance(who, Reply):
             return _respond(who)
         body, problem = await _json_body(request)
         if problem:
             return _respond(problem)
+        return who, body
+
+    async def graph(request: Request) -> Response:
+        admission = await admitted(request)
+        if isinstance(admission, Response):
+            return admission
+        who, body = admission
         state.count_http_request()
         url = request.path_params["path"]
         if request.url.query:
@@ -90,13 +96,10 @@ def create_app(state: EmulatorState) -> Starlette:
         return _respond(reply)
 
     async def batch(request: Request) -> Response:
-        await latency()
-        who = caller(request)
-        if isinstance(who, Reply):
-            return _respond(who)
-        body, problem = await _json_body(request)
-        if problem:
-            return _respond(problem)
+        admission = await admitted(request)
+        if isinstance(admission, Response):
+            return admission
+        who, body = admission
         requests = body.get("requests") if isinstance(body, dict) else None
         if not isinstance(requests, list) or not requests:
             return _respond(graph_error(400, "BadRequest", "Invalid batch payload: requests."))
