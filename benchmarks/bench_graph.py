@@ -34,19 +34,16 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import grpc
 import httpx
 import psutil
 import psycopg
-from psycopg import sql
 from tenantpilot.runs.v1 import runs_pb2, runs_pb2_grpc
 
-from runsvc.broker import prepare_broker
 from runsvc.seed import seed
 from runsvc.source.graph.client import ssl_context
-from runsvc.store.migrate import migrate
+from runsvc.store.scratch import fresh_database
 from runsvc.tokens import Role, create_token
 
 CLIENT_ID = "bench-app"
@@ -90,24 +87,6 @@ def admin_database(url: str | None) -> Iterator[tuple[str, int | None]]:
             yield server.get_uri("postgres"), server.get_pid()
         finally:
             server.cleanup()
-
-
-@contextlib.contextmanager
-def fresh_database(admin: str) -> Iterator[str]:
-    name = f"bench_graph_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    # The URL form (the broker wants a postgresql:// URL), with the new database.
-    url = urlunsplit(urlsplit(admin)._replace(path=f"/{name}"))
-    try:
-        migrate(url)
-        prepare_broker(url)
-        yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 class Processes:
@@ -217,7 +196,7 @@ def main() -> int:
     procs = Processes(work)
     with contextlib.ExitStack() as stack:
         admin, postmaster = stack.enter_context(admin_database(args.database_url))
-        database_url = stack.enter_context(fresh_database(admin))
+        database_url = stack.enter_context(fresh_database(admin, prefix="bench_graph"))
         stack.callback(procs.stop)
         return run(args, threads, work, procs, database_url, postmaster)
 
