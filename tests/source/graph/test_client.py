@@ -6,17 +6,20 @@ app's secret nor an access token reaches a log line."""
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
 import pytest
 from psycopg_pool import ConnectionPool
 
+from runsvc.config import ConfigError
 from runsvc.source.graph.client import GraphClient, Request
+from runsvc.source.graph.emulator.tls import make_app_certificate
 from runsvc.source.graph.errors import GraphRefused, GraphThrottled, GraphUnavailable
-from runsvc.source.graph.settings import Budget
+from runsvc.source.graph.settings import Budget, GraphSettings, load_certificate
 from tests.support.db import query_one
-from tests.support.graph import device_configuration
+from tests.support.graph import CLIENT_ID, device_configuration
 
 
 @pytest.fixture
@@ -208,3 +211,49 @@ def test_secrets_and_tokens_never_reach_the_logs(graph, pool, caplog):
     assert graph.secret not in text
     assert all(token not in text for token in issued)
     assert graph.secret not in repr(settings)
+
+
+def test_a_certificate_signs_in_instead_of_a_secret(graph, pool, tmp_path):
+    key_pem, cert_pem = make_app_certificate(CLIENT_ID)
+    graph.state.add_app(CLIENT_ID, certificate_pem=cert_pem)  # Entra holds the certificate
+    pem = tmp_path / "app.pem"
+    pem.write_bytes(cert_pem + key_pem)
+    settings = graph.settings(client_secret=None, certificate=load_certificate(str(pem)))
+    assert key_pem.decode() not in repr(settings)
+    tenant_id, ids = seeded(graph, 2)
+    client = GraphClient(settings, pool)
+    responses = client.batch(tenant_id, "v1.0", gets(ids), deadline=later())
+    client.close()
+    assert [r.status for r in responses] == [200, 200]
+
+
+def test_settings_from_the_environment(monkeypatch, tmp_path, graph):
+    for name in list(os.environ):
+        if name.startswith("RUNSVC_GRAPH_"):
+            monkeypatch.delenv(name)
+    with pytest.raises(ConfigError, match="RUNSVC_GRAPH_CLIENT_ID"):
+        GraphSettings.from_env()
+    monkeypatch.setenv("RUNSVC_GRAPH_CLIENT_ID", CLIENT_ID)
+    with pytest.raises(ConfigError, match="exactly one"):
+        GraphSettings.from_env()
+    monkeypatch.setenv("RUNSVC_GRAPH_CLIENT_SECRET_FILE", str(graph.secret_file))
+    settings = GraphSettings.from_env()
+    assert settings.client_secret == graph.secret
+    assert settings.graph_url == "https://graph.microsoft.com"
+    assert (settings.budget.requests, settings.budget.writes) == (1000, 100)
+    monkeypatch.setenv("RUNSVC_GRAPH_CLIENT_SECRET", "also")
+    with pytest.raises(ConfigError, match="exactly one"):
+        GraphSettings.from_env()
+    monkeypatch.delenv("RUNSVC_GRAPH_CLIENT_SECRET")
+    monkeypatch.setenv("RUNSVC_GRAPH_URL", "http://graph.example")  # a token in clear: no
+    with pytest.raises(ConfigError, match="https"):
+        GraphSettings.from_env()
+    monkeypatch.setenv("RUNSVC_GRAPH_URL", "https://graph.example/")
+    monkeypatch.setenv("RUNSVC_GRAPH_BUDGET_WRITES", "50")
+    settings = GraphSettings.from_env()
+    assert settings.graph_url == "https://graph.example" and settings.budget.writes == 50
+    empty = tmp_path / "empty"
+    empty.write_text("")
+    monkeypatch.setenv("RUNSVC_GRAPH_CLIENT_SECRET_FILE", str(empty))
+    with pytest.raises(ConfigError, match="empty"):
+        GraphSettings.from_env()

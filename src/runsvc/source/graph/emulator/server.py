@@ -39,6 +39,10 @@ def uvicorn_server(
         access_log=False,
         server_header=False,
         timeout_graceful_shutdown=2,
+        # Clients keep connections for a while between calls (a paced worker
+        # waits its turn); closing them after uvicorn's default 5 s would
+        # cost a TLS handshake per call.
+        timeout_keep_alive=120,
         backlog=2048,
     )
     return uvicorn.Server(config)
