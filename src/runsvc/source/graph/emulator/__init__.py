@@ -7,7 +7,7 @@ from runsvc.source.graph.emulator.state import (
     READ,
     READ_WRITE,
     EmulatorState,
-    Settings,
+    Knobs,
 )
 
-__all__ = ["COLLECTIONS", "READ", "READ_WRITE", "EmulatorState", "GraphEmulator", "Settings"]
+__all__ = ["COLLECTIONS", "READ", "READ_WRITE", "EmulatorState", "GraphEmulator", "Knobs"]

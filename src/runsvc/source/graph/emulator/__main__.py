@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from runsvc.source.graph.emulator.server import bind_loopback, uvicorn_server
-from runsvc.source.graph.emulator.state import EmulatorState, Settings
+from runsvc.source.graph.emulator.state import EmulatorState, Knobs
 from runsvc.source.graph.emulator.tls import write_server_files
 
 
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         print("emulator: give --client-secret-file or --client-certificate", file=sys.stderr)
         return 2
     state = EmulatorState(
-        Settings(
+        Knobs(
             latency=args.latency,
             page_size=args.page_size,
             omit_retry_after_ratio=args.omit_retry_after,

@@ -123,7 +123,7 @@ class Token:
 
 
 @dataclass
-class Settings:
+class Knobs:
     """The emulator's knobs; change them at any time."""
 
     latency: float = 0.0
@@ -206,8 +206,8 @@ def token_error(status: int, error: str, description: str) -> Reply:
 
 
 class EmulatorState:
-    def __init__(self, settings: Settings | None = None, *, seed: int | None = None) -> None:
-        self.settings = settings or Settings()
+    def __init__(self, settings: Knobs | None = None, *, seed: int | None = None) -> None:
+        self.settings = settings or Knobs()
         self._lock = threading.Lock()
         self._random = random.Random(seed)
         self.apps: dict[str, App] = {}
