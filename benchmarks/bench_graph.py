@@ -323,6 +323,13 @@ def run(
                 " FROM runs WHERE id = ANY(%s::uuid[])",
                 (run_ids,),
             ).fetchall()
+            failures = dict(
+                conn.execute(
+                    "SELECT error_code, count(*) FROM run_items"
+                    " WHERE run_id = ANY(%s::uuid[]) AND outcome = 'failed' GROUP BY 1",
+                    (run_ids,),
+                ).fetchall()
+            )
         after = http.get(f"{ready['url']}/_emulator/state").json()
         ends = [float(r[3]) - began for r in rows if r[3] is not None]
         elapsed = max(ends) if ends else time.time() - began
@@ -342,6 +349,7 @@ def run(
             "peak_rss": peak,
             "items": sum(r[1] for r in rows),
             "complete": sum(1 for r in rows if r[0] == "succeeded" and r[1] == args.policies),
+            "failures": failures,
         }
 
     # The baseline, in the same run: one tenant alone, nothing else to do.
@@ -361,6 +369,8 @@ def run(
     n = len(names) - 1 or 1
     show("runs finished", f"{len(everyone['ends'])}/{n} ({everyone['complete']} complete)")
     show("policies captured", f"{everyone['items']} in {everyone['elapsed']:.1f} s")
+    if everyone["failures"]:
+        show("  items failed", ", ".join(f"{c}: {n}" for c, n in everyone["failures"].items()))
     show("Graph calls/s, all tenants", ratio(everyone) + "   (goal >= 0.80)")
     show("  baseline: one tenant alone", ratio(alone))
     show(
