@@ -36,9 +36,12 @@ dev: $(STAMP)
 test: $(STAMP) $(TS_STAMP) check-gen breaking lint
 	$(BIN)/pytest
 
-## Print latency, throughput and memory figures (Postgres as for `make test`).
+## Print latency, throughput and memory figures (Postgres as for `make test`),
+## then the Graph source at scale (GRAPH_BENCH, e.g. "--tenants 20" on a small machine).
+GRAPH_BENCH ?=
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_runs.py
+	$(BIN)/python benchmarks/bench_graph.py $(GRAPH_BENCH)
 
 ## Regenerate the code of proto/ (never edit it): Python into clients/python
 ## (grpcio-tools, mypy-protobuf), TypeScript into clients/typescript/src/gen

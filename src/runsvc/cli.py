@@ -159,6 +159,10 @@ def _run(args: argparse.Namespace) -> int:
             "--worker-shutdown-timeout",
             str(int((settings.shutdown_grace_seconds + 2) * 1000)),
         ]
+        # Runs are long: a process takes no more messages than it has
+        # threads (Dramatiq's default is twice as many), so that a message
+        # never waits in a busy process while another process idles.
+        os.environ.setdefault("dramatiq_queue_prefetch", str(args.threads))
         os.execv(sys.executable, dramatiq_args)
 
     if args.command == "seed":

@@ -38,13 +38,35 @@ WHERE id = %(run_id)s AND tenant_external_id = %(tenant)s AND run_type = %(run_t
 -- name: run_get_many
 SELECT * FROM runs WHERE id = ANY(%(run_ids)s::uuid[]);
 
--- name: run_claim
--- Takes the run for one execution: a queued run, or a running one whose
--- lease expired or was given back (its worker died or stopped). A duplicate
--- message finds nothing. The claim resets the dispatch backoff: the run is
--- due again exactly when its lease runs out. The one place that decides
--- which run a worker may take (fair scheduling across tenants goes here).
+-- name: run_claim_next
+-- Takes the next run for one execution, fairly across tenants (SPEC §9):
+-- a queued run, or a running one whose lease expired or was given back (its
+-- worker died or stopped), of a tenant with fewer than `max_running` runs
+-- running; among those, the tenant with the fewest running runs first, then
+-- the oldest run. So one tenant's backlog takes one slot at a time while
+-- other tenants wait, and runs beyond a tenant's limit stay queued (no
+-- worker thread waits for them). Run in a transaction that holds the claim
+-- lock (runs.run_claim_next), so that two claims never both see a free slot.
+-- The claim resets the dispatch backoff: the run is due again exactly when
+-- its lease runs out. The one place that decides which run a worker takes.
 -- Explicit columns: requested_item_ids (up to 10,000 ids) stays in the row.
+WITH busy AS (
+    SELECT tenant_external_id, count(*) AS running
+    FROM runs
+    WHERE status = 'running' AND lease_expires_at > now()
+    GROUP BY tenant_external_id
+), heads AS (
+    SELECT DISTINCT ON (tenant_external_id) id, tenant_external_id, created_at
+    FROM runs
+    WHERE status = 'queued' OR (status = 'running' AND lease_expires_at <= now())
+    ORDER BY tenant_external_id, created_at, id
+), chosen AS (
+    SELECT heads.id
+    FROM heads LEFT JOIN busy USING (tenant_external_id)
+    WHERE coalesce(busy.running, 0) < %(max_running)s
+    ORDER BY coalesce(busy.running, 0), heads.created_at, heads.id
+    LIMIT 1
+)
 UPDATE runs
 SET status = 'running',
     started_at = coalesce(started_at, now()),
@@ -54,9 +76,10 @@ SET status = 'running',
     dispatch_count = 0,
     attempts = attempts + 1,
     version = version + 1
-WHERE id = %(run_id)s
-  AND (status = 'queued' OR (status = 'running' AND lease_expires_at <= now()))
-RETURNING id, tenant_external_id, run_type, target_object_id, items_resolved,
+FROM chosen
+WHERE runs.id = chosen.id
+  AND (runs.status = 'queued' OR (runs.status = 'running' AND runs.lease_expires_at <= now()))
+RETURNING runs.id, tenant_external_id, run_type, target_object_id, items_resolved,
           requested_item_ids IS NOT NULL AS items_requested, attempts, total, succeeded,
           failed, cancel_requested_at IS NOT NULL AS cancel_requested;
 

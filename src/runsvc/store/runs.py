@@ -132,12 +132,24 @@ def _one(conn: Connection, name: str, params: dict[str, Any]) -> dict[str, Any] 
         return cur.fetchone()
 
 
-def run_claim(
-    conn: Connection, run_id: uuid.UUID, *, owner: str, lease_seconds: float
+# Serialises claims (one short transaction each), so that a tenant's running
+# count never goes past its limit when workers claim at the same moment.
+_CLAIM_LOCK = 0x72756E73636C6D  # "runsclm"
+
+
+def run_claim_next(
+    conn: Connection, *, owner: str, lease_seconds: float, max_running: int
 ) -> ClaimedRun | None:
-    row = _one(
-        conn, "run_claim", {"run_id": run_id, "owner": owner, "lease_seconds": lease_seconds}
-    )
+    """The next run this worker should execute, claimed; None when no run
+    may start now (none queued, or every tenant with queued runs is at its
+    limit of running runs)."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CLAIM_LOCK,))
+        row = _one(
+            conn,
+            "run_claim_next",
+            {"owner": owner, "lease_seconds": lease_seconds, "max_running": max_running},
+        )
     if row is None:
         return None
     return ClaimedRun(**{**row, "run_type": RunType(row["run_type"])})

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from psycopg_pool import ConnectionPool
 
+from runsvc import safe_errors
 from runsvc.model import LivePolicy
 from runsvc.source.graph.client import MAX_BATCH, GraphClient, Request, Response, refusal
 from runsvc.source.graph.collections import COLLECTIONS, Collection, Write
@@ -45,8 +46,8 @@ REINDEX_SECONDS = 60.0
 TENANT_NOT_FOUND = "TENANT_NOT_FOUND"
 GRAPH_TENANT_NOT_SET = "GRAPH_TENANT_NOT_SET"
 UNKNOWN_COLLECTION = "GRAPH_UNKNOWN_COLLECTION"
-THROTTLED = "SOURCE_THROTTLED"
-UNAVAILABLE = "SOURCE_UNAVAILABLE"
+THROTTLED = safe_errors.SOURCE_THROTTLED
+UNAVAILABLE = safe_errors.SOURCE_UNAVAILABLE
 
 
 @contextlib.contextmanager
