@@ -114,6 +114,7 @@ async def start_server(
             dispatch,
             max_item_ids=settings.max_item_ids,
             redispatch_seconds=settings.redispatch_seconds,
+            queue_name=settings.queue_name,
         ),
         server,
     )

@@ -39,12 +39,14 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
         *,
         max_item_ids: int,
         redispatch_seconds: float,
+        queue_name: str | None = None,
     ) -> None:
         self._pool = pool
         self._hub = hub
         self._dispatch = dispatch
         self._max_item_ids = max_item_ids
         self._redispatch_seconds = redispatch_seconds
+        self._queue_name = queue_name
 
     async def StartRun(
         self, request: runs_pb2.StartRunRequest, context: grpc.aio.ServicerContext
@@ -70,7 +72,10 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
                 # The run and its audit record commit together, or neither does.
                 async with self._pool.connection() as conn, conn.transaction():
                     run, reused = await store.run_insert_or_reuse(
-                        conn, new, redispatch_after=self._redispatch_seconds
+                        conn,
+                        new,
+                        redispatch_after=self._redispatch_seconds,
+                        queue=self._queue_name,
                     )
                     await auth_store.audit_insert(
                         conn,

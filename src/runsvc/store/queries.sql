@@ -9,10 +9,10 @@
 -- snapshot (or finished meanwhile); the caller then runs it again.
 WITH inserted AS (
     INSERT INTO runs (tenant_external_id, run_type, target_object_id, payload_hash,
-                      requested_item_ids, total, dispatch_due_at)
+                      requested_item_ids, total, dispatch_due_at, queue)
     VALUES (%(tenant)s, %(run_type)s, %(target_object_id)s, %(payload_hash)s,
             %(item_ids)s, coalesce(cardinality(%(item_ids)s::text[]), 0),
-            now() + make_interval(secs => %(redispatch_after)s))
+            now() + make_interval(secs => %(redispatch_after)s), %(queue)s)
     ON CONFLICT (tenant_external_id, run_type, coalesce(target_object_id, ''), coalesce(payload_hash, ''))
         WHERE status IN ('queued', 'running')
         DO NOTHING
@@ -43,7 +43,8 @@ SELECT * FROM runs WHERE id = ANY(%(run_ids)s::uuid[]);
 -- a queued run, or a running one whose lease expired or was given back (its
 -- worker died or stopped), of a tenant with fewer than `max_running` runs
 -- running; among those, the tenant with the fewest running runs first, then
--- the oldest run. So one tenant's backlog takes one slot at a time while
+-- the oldest run; runs of this worker's queue only (the limit counts the
+-- tenant's runs on every queue). So one tenant's backlog takes one slot at a time while
 -- other tenants wait, and runs beyond a tenant's limit stay queued (no
 -- worker thread waits for them). Run in a transaction that holds the claim
 -- lock (runs.run_claim_next), so that two claims never both see a free slot.
@@ -58,7 +59,8 @@ WITH busy AS (
 ), heads AS (
     SELECT DISTINCT ON (tenant_external_id) id, tenant_external_id, created_at
     FROM runs
-    WHERE status = 'queued' OR (status = 'running' AND lease_expires_at <= now())
+    WHERE (status = 'queued' OR (status = 'running' AND lease_expires_at <= now()))
+      AND (queue IS NULL OR queue = %(queue)s)
     ORDER BY tenant_external_id, created_at, id
 ), chosen AS (
     SELECT heads.id

@@ -49,7 +49,7 @@ class ItemOutcome:
 
 
 async def run_insert_or_reuse(
-    conn: AsyncConnection, new: NewRun, *, redispatch_after: float
+    conn: AsyncConnection, new: NewRun, *, redispatch_after: float, queue: str | None = None
 ) -> tuple[Run, bool]:
     """Creates a queued run or returns the active one with the same key.
 
@@ -62,6 +62,7 @@ async def run_insert_or_reuse(
         "payload_hash": new.payload_hash,
         "item_ids": new.item_ids,
         "redispatch_after": redispatch_after,
+        "queue": queue,
     }
     async with conn.cursor(row_factory=dict_row) as cur:
         for _ in range(_INSERT_ATTEMPTS):
@@ -138,7 +139,7 @@ _CLAIM_LOCK = 0x72756E73636C6D  # "runsclm"
 
 
 def run_claim_next(
-    conn: Connection, *, owner: str, lease_seconds: float, max_running: int
+    conn: Connection, *, owner: str, lease_seconds: float, max_running: int, queue: str
 ) -> ClaimedRun | None:
     """The next run this worker should execute, claimed; None when no run
     may start now (none queued, or every tenant with queued runs is at its
@@ -148,7 +149,12 @@ def run_claim_next(
         row = _one(
             conn,
             "run_claim_next",
-            {"owner": owner, "lease_seconds": lease_seconds, "max_running": max_running},
+            {
+                "owner": owner,
+                "lease_seconds": lease_seconds,
+                "max_running": max_running,
+                "queue": queue,
+            },
         )
     if row is None:
         return None

@@ -86,6 +86,7 @@ class Executor:
                     owner=owner,
                     lease_seconds=self.settings.lease_seconds,
                     max_running=self.settings.tenant_max_running,
+                    queue=self.settings.queue_name,
                 )
             if claim is None:
                 log.debug("no run may start now (message for run %s)", run_id)

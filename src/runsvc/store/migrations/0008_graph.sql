@@ -44,6 +44,11 @@ CREATE TABLE graph_pacing (
 -- server shows it while it lies in the future.
 ALTER TABLE runs ADD COLUMN throttled_until timestamptz;
 
+-- The Dramatiq queue a run was sent to: a worker claims only runs of its
+-- own queue (NULL: any queue), so that worker pools on separate queues of
+-- one database never take each other's runs.
+ALTER TABLE runs ADD COLUMN queue text;
+
 -- Fair scheduling across tenants: the claim looks at each tenant's oldest
 -- claimable run and at how many runs each tenant has running.
 CREATE INDEX runs_queued_by_tenant ON runs (tenant_external_id, created_at, id)
