@@ -125,15 +125,20 @@ def test_a_killed_worker_is_taken_over_within_lease_and_reaper_interval(make_sta
         RUNSVC_REAPER_INTERVAL_SECONDS=str(interval),
     )
     stack.start_server()
-    first = stack.start_worker(threads=1)
+    # Both workers are up before the run starts (a worker started later
+    # could find the run finished on a loaded machine); the one that claims
+    # it is killed, the other must take over.
+    workers = [stack.start_worker(threads=1), stack.start_worker(threads=1)]
     tenant = seed_tenant(stack.database_url, policies=300)
     stub = stack.stub()
     run = start(stub, tenant.external_id, "snapshot_capture").run
     wait_until(lambda: get(stub, run).counts.succeeded >= 10)
-    second = stack.start_worker(threads=1)
-    assert get(stub, run).status == runs_pb2.RUN_STATUS_RUNNING
+    claimed = f"run {run.id} claimed"
+    first, second = sorted(workers, key=lambda w: claimed not in w.output())
+    assert claimed in first.output() and claimed not in second.output()
 
     first.kill()  # SIGKILL to the group: no release, no ack, nothing
+    assert get(stub, run).status == runs_pb2.RUN_STATUS_RUNNING
     killed_at = time.monotonic()
     wait_until(lambda: f"run {run.id} claimed" in second.output(), timeout=30)
     # Slack for a loaded machine: message delivery and the claim itself.
