@@ -37,10 +37,13 @@ test: $(STAMP) $(TS_STAMP) check-gen breaking lint
 	$(BIN)/pytest
 
 ## Print every benchmark's figures beside its baselines (benchmarks/bench_*.py
-## in turn; Postgres as for `make test`).
+## in turn; Postgres as for `make test`). GRAPH_BENCH passes options to the
+## Graph source's benchmark (e.g. "--tenants 20" on a small machine).
+GRAPH_BENCH ?=
 bench: $(STAMP)
 	@set -e; for script in benchmarks/bench_*.py; do \
-		echo "== $$script"; $(BIN)/python $$script; \
+		case $$script in *bench_graph.py) args="$(GRAPH_BENCH)" ;; *) args="" ;; esac; \
+		echo "== $$script"; $(BIN)/python $$script $$args; \
 	done
 
 ## Regenerate the code of proto/ (never edit it): Python into clients/python-proto

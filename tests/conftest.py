@@ -21,6 +21,9 @@ from tests.support.database import admin_url, fresh_database
 from tests.support.processes import ServiceProcess, start_server, start_worker
 from tests.support.seeding import SeededTenant, seed_tenant
 
+# The Graph emulator fixture (`graph`), for any test that needs Microsoft Graph.
+pytest_plugins = ["tests.support.graph"]
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # stub()'s default: the stack's own token.
 STACK_TOKEN = object()

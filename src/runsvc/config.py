@@ -63,6 +63,8 @@ class Settings:
     retention_days: float = 30.0
     audit_retention_days: float = 365.0
     maintenance_interval_seconds: float = 300.0
+    # Fair scheduling: runs of one tenant running at once, across all workers.
+    tenant_max_running: int = 2
     # Authentication: how long a token lookup is trusted (so a revocation
     # takes effect within it), and how often last_used_at is written.
     auth_cache_seconds: float = 5.0
@@ -126,6 +128,7 @@ class Settings:
             retention_days=_float("RUNSVC_RETENTION_DAYS", 30.0),
             audit_retention_days=_float("RUNSVC_AUDIT_RETENTION_DAYS", 365.0),
             maintenance_interval_seconds=_float("RUNSVC_MAINTENANCE_INTERVAL_SECONDS", 300.0),
+            tenant_max_running=_int("RUNSVC_TENANT_MAX_RUNNING", 2),
             auth_cache_seconds=_float("RUNSVC_AUTH_CACHE_SECONDS", 5.0),
             auth_touch_seconds=_float("RUNSVC_AUTH_TOUCH_SECONDS", 60.0),
             tls_cert=os.environ.get("RUNSVC_TLS_CERT") or None,

@@ -6,13 +6,18 @@ as child processes, each with its metrics endpoint. Ctrl-C or SIGTERM stops
 the children, then Postgres. Quiet: every address is checked before anything
 starts (a port in use is one line), the embedded Postgres writes to
 DATA_DIR/postgres.log, and the endpoint block comes first on the screen.
+With --graph-emulator the worker's TenantSource is Microsoft Graph, served by
+the Graph emulator with the demo tenant's Intune policies.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
+import secrets
+import selectors
 import signal
 import socket
 import subprocess
@@ -35,6 +40,10 @@ log = logging.getLogger(__name__)
 
 DATABASE = "runsvc"
 DEMO_SEED = Path(__file__).parent / "demo" / "demo-tenant.json"
+DEMO_GRAPH = Path(__file__).parent / "demo" / "graph-tenant.json"
+DEV_GRAPH_CLIENT_ID = "7f3e2a10-dev0-4c1b-9e5d-runsvcdev001"
+# Graph's own latency, roughly, so that a run takes a moment to watch.
+DEV_GRAPH_LATENCY = "0.05"
 STOP_TIMEOUT = 15.0
 DEV_TOKEN_NAME = "dev"
 DEMO_TENANT = "demo-tenant"  # the tenant of DEMO_SEED
@@ -137,6 +146,22 @@ class Supervisor:
     def start(self, name: str, cmd: list[str], env: dict[str, str]) -> None:
         self.children[name] = subprocess.Popen(cmd, env=env)
 
+    def start_announcing(
+        self, name: str, cmd: list[str], env: dict[str, str], timeout: float = 30.0
+    ) -> str:
+        """Starts a child that prints one line when it is ready; returns that line."""
+        child = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
+        self.children[name] = child
+        assert child.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(child.stdout, selectors.EVENT_READ)
+            if not selector.select(timeout):
+                raise RuntimeError(f"{name} did not start within {timeout:.0f}s")
+        line = child.stdout.readline().strip()
+        if not line:
+            raise RuntimeError(f"{name} exited with {child.wait()}")
+        return line
+
     def stop_all(self) -> None:
         self.stopping = True
         for child in self.children.values():
@@ -179,7 +204,47 @@ class DevAddresses:
         return names
 
 
-def run_dev(data_dir: Path, addresses: DevAddresses) -> int:
+def start_graph_emulator(
+    supervisor: Supervisor, data_dir: Path, database_url: str
+) -> dict[str, str]:
+    """The Graph emulator with the demo tenant's policies; the demo tenant
+    mapped to its Entra tenant. Returns the worker's Graph settings."""
+    from runsvc.store.tenants import tenant_graph_set
+
+    graph_dir = data_dir / "graph"
+    graph_dir.mkdir(exist_ok=True)
+    secret_file = graph_dir / "client-secret"
+    if not secret_file.exists():
+        secret_file.touch(mode=0o600)
+        secret_file.write_text(secrets.token_urlsafe(32), encoding="utf-8")
+    # The emulator keeps its objects in memory: each start begins from the demo.
+    line = supervisor.start_announcing(
+        "graph-emulator",
+        [
+            sys.executable, "-m", "runsvc.source.graph.emulator",
+            "--dir", str(graph_dir),
+            "--client-id", DEV_GRAPH_CLIENT_ID,
+            "--client-secret-file", str(secret_file),
+            "--tenants", str(DEMO_GRAPH),
+            "--latency", DEV_GRAPH_LATENCY,
+        ],
+        dict(os.environ),
+    )  # fmt: skip
+    ready = json.loads(line)
+    graph_tenant_id = json.loads(DEMO_GRAPH.read_text(encoding="utf-8"))["tenantId"]
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        tenant_graph_set(conn, DEMO_TENANT, graph_tenant_id)
+    return {
+        "RUNSVC_TENANT_SOURCE": "runsvc.source.graph:create",
+        "RUNSVC_GRAPH_CLIENT_ID": DEV_GRAPH_CLIENT_ID,
+        "RUNSVC_GRAPH_CLIENT_SECRET_FILE": str(secret_file),
+        "RUNSVC_GRAPH_URL": ready["url"],
+        "RUNSVC_GRAPH_LOGIN_URL": ready["url"],
+        "RUNSVC_GRAPH_CA_FILE": ready["caFile"],
+    }
+
+
+def run_dev(data_dir: Path, addresses: DevAddresses, *, graph_emulator: bool = False) -> int:
     with_gateway = importlib.util.find_spec("runsvc_gateway") is not None
     for name, address in addresses.named(with_gateway).items():
         if address_in_use(address):
@@ -209,6 +274,15 @@ def run_dev(data_dir: Path, addresses: DevAddresses) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
+    worker_env = env
+    if graph_emulator:
+        try:
+            worker_env = {**env, **start_graph_emulator(supervisor, data_dir, database_url)}
+        except (RuntimeError, ValueError, OSError) as exc:
+            print(f"runsvc dev: the Graph emulator did not start: {exc}", file=sys.stderr)
+            supervisor.stop_all()
+            pg.cleanup()
+            return 1
     endpoints = {
         "RUNSVC_DATABASE_URL": database_url,
         "RUNSVC_GRPC_TARGET": grpc_addr,
@@ -218,6 +292,8 @@ def run_dev(data_dir: Path, addresses: DevAddresses) -> int:
         "RUNSVC_SERVER_METRICS_URL": f"http://{addresses.server_metrics}/metrics",
         "RUNSVC_WORKER_METRICS_URL": f"http://{addresses.worker_metrics}/metrics",
     }
+    if graph_emulator:
+        endpoints["RUNSVC_GRAPH_URL"] = worker_env["RUNSVC_GRAPH_URL"]
     gateway = _gateway_command(grpc_addr, http_addr, addresses.gateway_metrics)
     if gateway is not None:
         endpoints["RUNSVC_HTTP_URL"] = f"http://{http_addr}"
@@ -238,7 +314,13 @@ def run_dev(data_dir: Path, addresses: DevAddresses) -> int:
             *((("gateway", addresses.gateway_metrics),) if gateway is not None else ()),
         )
     ), flush=True)  # fmt: skip
-    print("tenant    demo-tenant (seeded)", flush=True)
+    if graph_emulator:
+        print(
+            f"graph     {worker_env['RUNSVC_GRAPH_URL']}  (Microsoft Graph emulator: "
+            f"{DEMO_TENANT}'s policies live there)",
+            flush=True,
+        )
+    print(f"tenant    {DEMO_TENANT} (seeded)", flush=True)
     print(f"env       source {env_file}", flush=True)
     print("Ctrl-C stops everything.", flush=True)
 
@@ -255,7 +337,7 @@ def run_dev(data_dir: Path, addresses: DevAddresses) -> int:
             "worker", "--processes", "1", "--threads", "4",
             "--metrics-addr", addresses.worker_metrics,
         ),
-        env,
+        worker_env,
     )  # fmt: skip
     if gateway is not None:
         supervisor.start("gateway", gateway, env)

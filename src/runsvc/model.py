@@ -79,6 +79,9 @@ class Run:
     # The request that created the run (observability; None before 0009).
     request_id: str | None = None
     trace_context: dict[str, str] | None = None
+    # Until when Graph throttles the run's tenant, as last recorded (it may
+    # lie in the past: the pause is over then).
+    throttled_until: datetime | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Run:
@@ -105,6 +108,7 @@ class Run:
             cancel_requested_at=row.get("cancel_requested_at"),
             request_id=row.get("request_id"),
             trace_context=row.get("trace_context"),
+            throttled_until=row.get("throttled_until"),
         )
 
 
@@ -129,6 +133,9 @@ class RunState:
     # CancelRun asked it to stop.
     retry_of_run_id: uuid.UUID | None = None
     cancel_requested_at: datetime | None = None
+    # Until when Graph throttles the run's tenant, as last recorded (it may
+    # lie in the past: the pause is over then).
+    throttled_until: datetime | None = None
 
     @classmethod
     def from_tuple(cls, row: tuple[Any, ...]) -> RunState:
@@ -149,4 +156,5 @@ class RunState:
             row[11],
             row[12],
             row[13],
+            row[14],
         )

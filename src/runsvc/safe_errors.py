@@ -22,6 +22,8 @@ POLICY_NOT_FOUND = "POLICY_NOT_FOUND"
 ITEM_NOT_FOUND = "ITEM_NOT_FOUND"
 SOURCE_UNAVAILABLE = "SOURCE_UNAVAILABLE"  # transient source errors, retries used up
 SOURCE_TIMEOUT = "SOURCE_TIMEOUT"  # source calls past their deadline, retries used up
+# The tenant was throttled past the call's deadline (its wait uses no retry).
+SOURCE_THROTTLED = "SOURCE_THROTTLED"
 SOURCE_REJECTED = "SOURCE_REJECTED"  # a refusal the adapter gave no code of its own
 INTERNAL_ERROR = "INTERNAL_ERROR"  # anything unexpected (logged redacted)
 

@@ -3,6 +3,7 @@
 Format (every key required unless marked optional):
 
     {"tenants": [{"externalId": "...",
+                  "graphTenantId": "...",                            # optional
                   "policies": [{"id": "...", "type": "...", "displayName": "...",
                                 "payload": {...}}],          # optional
                   "backupSets": [{"id": "...", "name": "..."}]}]}  # optional
@@ -22,6 +23,9 @@ import psycopg
 
 from runsvc.model import LivePolicy
 from runsvc.store import domain
+from runsvc.store import tenants as tenant_store
+from runsvc.store.tenants import GraphTenantTaken
+from runsvc.tenants import check_graph_tenant_id
 from runsvc.validation import MAX_TARGET_LEN, InvalidArgument, check_tenant
 
 # Policies per upsert statement.
@@ -76,13 +80,25 @@ def _list(value: Any, where: str) -> list:
     return value
 
 
-def parse_seed(document: Any) -> list[tuple[str, list[LivePolicy], list[tuple[str, str]]]]:
+def parse_seed(
+    document: Any,
+) -> list[tuple[str, list[LivePolicy], list[tuple[str, str]], str | None]]:
     root = _object(document, "$", {"tenants"})
     tenants = []
     for t_index, raw_tenant in enumerate(_list(root["tenants"], "$.tenants")):
         where = f"$.tenants[{t_index}]"
-        tenant = _object(raw_tenant, where, {"externalId"}, {"policies", "backupSets"})
+        tenant = _object(
+            raw_tenant, where, {"externalId"}, {"policies", "backupSets", "graphTenantId"}
+        )
         external_id = _tenant(tenant["externalId"], f"{where}.externalId")
+        graph_tenant_id = None
+        if "graphTenantId" in tenant:
+            try:
+                graph_tenant_id = check_graph_tenant_id(
+                    _text(tenant["graphTenantId"], f"{where}.graphTenantId")
+                )
+            except ValueError as exc:
+                raise SeedError(f"{where}.graphTenantId: {exc}") from None
         policies = []
         for p_index, raw in enumerate(_list(tenant.get("policies", []), f"{where}.policies")):
             p_where = f"{where}.policies[{p_index}]"
@@ -107,7 +123,7 @@ def parse_seed(document: Any) -> list[tuple[str, list[LivePolicy], list[tuple[st
                     _text(backup_set["name"], f"{b_where}.name", 1024),
                 )
             )
-        tenants.append((external_id, policies, backup_sets))
+        tenants.append((external_id, policies, backup_sets, graph_tenant_id))
     return tenants
 
 
@@ -123,7 +139,7 @@ def load_seed_file(path: Path) -> Any:
 def seed(conninfo: str, document: Any) -> SeedSummary:
     tenants = parse_seed(document)
     with psycopg.connect(conninfo) as conn, conn.transaction():
-        for external_id, policies, backup_sets in tenants:
+        for external_id, policies, backup_sets, graph_tenant_id in tenants:
             tenant_id = domain.tenant_upsert(conn, external_id)
             # The last entry of an id wins, as one upsert after another would.
             latest = list({policy.policy_id: policy for policy in policies}.values())
@@ -133,8 +149,16 @@ def seed(conninfo: str, document: Any) -> SeedSummary:
                 )
             for backup_set_id, name in backup_sets:
                 domain.backup_set_upsert(conn, tenant_id, backup_set_id, name)
+            if graph_tenant_id is not None:
+                try:
+                    tenant_store.tenant_graph_set(conn, external_id, graph_tenant_id)
+                except GraphTenantTaken:
+                    raise SeedError(
+                        f"{external_id}: Entra tenant {graph_tenant_id} already belongs to "
+                        "another tenant"
+                    ) from None
     return SeedSummary(
         tenants=len(tenants),
-        policies=sum(len(p) for _, p, _ in tenants),
-        backup_sets=sum(len(b) for _, _, b in tenants),
+        policies=sum(len(t[1]) for t in tenants),
+        backup_sets=sum(len(t[2]) for t in tenants),
     )

@@ -13,8 +13,9 @@ import time
 import grpc
 import httpx
 import psutil
+import psycopg
 import pytest
-from tenantpilot.runs.v1 import runs_pb2_grpc
+from tenantpilot.runs.v1 import runs_pb2, runs_pb2_grpc
 
 from tests.conftest import PROJECT_ROOT
 from tests.support.auth import BearerToken
@@ -41,18 +42,18 @@ def postgres_processes(data_dir) -> list[psutil.Process]:
     return found
 
 
-def dev_command(data_dir, grpc_addr: str, **addresses: str) -> list[str]:
+def dev_command(data_dir, grpc_addr: str, *extra: str, **addresses: str) -> list[str]:
     """`runsvc dev` on free ports (the metrics ports' defaults are fixed)."""
     args = ["dev", "--data-dir", str(data_dir), "--grpc-addr", grpc_addr]
     for flag in ("http", "server_metrics", "worker_metrics", "gateway_metrics"):
         address = addresses.get(flag) or f"127.0.0.1:{free_port()}"
         args += [f"--{flag.replace('_', '-')}-addr", address]
-    return runsvc(*args)
+    return runsvc(*args, *extra)
 
 
-def start_dev(data_dir, grpc_addr, log_dir) -> ServiceProcess:
+def start_dev(data_dir, grpc_addr, log_dir, *extra: str) -> ServiceProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNSVC_")}
-    dev = ServiceProcess("dev", dev_command(data_dir, grpc_addr), env, log_dir)
+    dev = ServiceProcess("dev", dev_command(data_dir, grpc_addr, *extra), env, log_dir)
     dev.wait_for(r"Ctrl-C stops everything", timeout=120)
     return dev
 
@@ -219,3 +220,38 @@ def test_dev_token_is_kept_while_valid_and_replaced_when_not(database_url):
     renewed = ensure_dev_token(database_url, replaced)  # revoked by hand
     assert renewed != replaced and verify_token(database_url, renewed).all_tenants
     revoke_token(database_url, DEV_TOKEN_NAME)
+
+
+def test_dev_with_the_graph_emulator_runs_graph_shaped_runs(tmp_path, log_dir):
+    os.chmod(tmp_path, 0o755)
+    data_dir = tmp_path / "devgraph"
+    grpc_addr = f"127.0.0.1:{free_port()}"
+    dev = start_dev(data_dir, grpc_addr, log_dir, "--graph-emulator")
+    try:
+        output = dev.output()
+        env = dev_env_file(data_dir / "dev.env")
+        assert env["RUNSVC_GRAPH_URL"].startswith("https://127.0.0.1:")
+        assert f"graph     {env['RUNSVC_GRAPH_URL']}" in output
+        secret = (data_dir / "graph" / "client-secret").read_text()
+        assert oct((data_dir / "graph" / "client-secret").stat().st_mode & 0o777) == "0o600"
+        wait_serving(grpc_addr)
+        with grpc.insecure_channel(grpc_addr) as channel:
+            stub = runs_pb2_grpc.RunServiceStub(
+                grpc.intercept_channel(channel, BearerToken(env["RUNSVC_TOKEN"]))
+            )
+            run = wait_terminal(stub, start(stub, "demo-tenant", "snapshot_capture").run)
+        # The emulator's demo tenant: three device configurations, two
+        # compliance policies, one settings-catalog policy.
+        assert run.status == runs_pb2.RUN_STATUS_SUCCEEDED and run.counts.succeeded == 6
+        with psycopg.connect(env["RUNSVC_DATABASE_URL"]) as conn:
+            types = conn.execute(
+                "SELECT DISTINCT policy_type FROM policy_snapshots WHERE captured_by_run = %s",
+                (run.id,),
+            ).fetchall()
+        assert {t for (t,) in types} == {
+            "deviceConfigurations", "deviceCompliancePolicies", "configurationPolicies"
+        }  # fmt: skip
+    finally:
+        dev.stop()
+    assert secret not in dev.output()
+    assert not postgres_processes(data_dir)

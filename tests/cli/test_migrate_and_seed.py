@@ -110,4 +110,4 @@ def test_seed_format_parses_backup_sets():
     parsed = parse_seed(
         {"tenants": [{"externalId": "a", "backupSets": [{"id": "bs", "name": "Backup"}]}]}
     )
-    assert parsed == [("a", [], [("bs", "Backup")])]
+    assert parsed == [("a", [], [("bs", "Backup")], None)]

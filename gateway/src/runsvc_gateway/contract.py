@@ -195,7 +195,9 @@ def _watch_operation() -> dict[str, Any]:
             "RunRecord as JSON and its id the run's version. The first event is the "
             "current state; the stream closes right after the terminal state. Send "
             "`Last-Event-ID` (the last id seen) to resume without repeats. Comment "
-            "lines keep idle connections open."
+            "lines keep idle connections open. While Microsoft Graph throttles the run's "
+            "tenant, a record (here and from GET) also carries `tenantThrottledUntil`, "
+            "an RFC 3339 time: an extension of the contract, absent otherwise."
         ),
         "parameters": [
             _path_parameter("tenantExternalId"),

@@ -7,7 +7,7 @@ import argparse
 import errno
 import sys
 
-from runsvc.cli import admin, runs, service
+from runsvc.cli import admin, runs, service, tenant
 from runsvc.config import ConfigError
 from runsvc.observe.logging import configure_process_logging
 
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     service.register(commands)
     admin.register(commands)
+    tenant.register(commands)
     runs.register(commands)
     return parser
 

@@ -26,6 +26,11 @@ def register(commands: argparse._SubParsersAction) -> None:
             default=f"127.0.0.1:{port}",
             help=f"the {process}'s metrics endpoint (default 127.0.0.1:{port})",
         )
+    dev.add_argument(
+        "--graph-emulator",
+        action="store_true",
+        help="serve the demo tenant from a Microsoft Graph emulator (the Graph TenantSource)",
+    )
     dev.set_defaults(handler=_dev)
 
     serve = commands.add_parser("serve", help="run the gRPC server")
@@ -69,7 +74,7 @@ def _dev(args: argparse.Namespace) -> int:
         worker_metrics=args.worker_metrics_addr,
         gateway_metrics=args.gateway_metrics_addr,
     )
-    return run_dev(args.data_dir, addresses)
+    return run_dev(args.data_dir, addresses, graph_emulator=args.graph_emulator)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -166,6 +166,7 @@ async def start_server(
             max_item_ids=settings.max_item_ids,
             redispatch_seconds=settings.redispatch_seconds,
             max_watches=settings.max_watches,
+            queue_name=settings.queue_name,
         ),
         server,
     )

@@ -3,7 +3,7 @@ filters)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -27,7 +27,7 @@ def _timestamp(value: datetime) -> Timestamp:
     return stamp
 
 
-def run_to_proto(run: RunState) -> runs_pb2.RunRecord:
+def run_to_proto(run: RunState, now: datetime | None = None) -> runs_pb2.RunRecord:
     record = runs_pb2.RunRecord(
         id=str(run.id),
         tenant_external_id=run.tenant_external_id,
@@ -41,6 +41,10 @@ def run_to_proto(run: RunState) -> runs_pb2.RunRecord:
         record.started_at.CopyFrom(_timestamp(run.started_at))
     if run.finished_at is not None:
         record.finished_at.CopyFrom(_timestamp(run.finished_at))
+    # Only a pause still in force: one that has passed is no news.
+    until = run.throttled_until
+    if until is not None and not run.status.terminal and until > (now or datetime.now(UTC)):
+        record.tenant_throttled_until.CopyFrom(_timestamp(until))
     if run.safe_error is not None:
         context = Struct()
         context.update(run.safe_error.context)

@@ -60,6 +60,7 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
         max_item_ids: int,
         redispatch_seconds: float,
         max_watches: int = 10_000,
+        queue_name: str | None = None,
     ) -> None:
         self._pool = pool
         self._hub = hub
@@ -67,6 +68,9 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
         self._max_item_ids = max_item_ids
         self._redispatch_seconds = redispatch_seconds
         self._max_watches = max_watches
+        # The workers' queue: a run records it, and only its queue's workers
+        # claim it (fair scheduling picks the run, the message only wakes).
+        self._queue_name = queue_name
 
     async def StartRun(
         self, request: runs_pb2.StartRunRequest, context: grpc.aio.ServicerContext
@@ -97,6 +101,7 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
                             token_name=caller.name if caller else "-",
                             redispatch_after=self._redispatch_seconds,
                             message=self._dispatch.queued_message(run_id),
+                            queue=self._queue_name,
                         )
             except store.TenantNotFound:
                 await context.abort(grpc.StatusCode.NOT_FOUND, "tenant not found")
@@ -298,6 +303,7 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
                         message=self._dispatch.queued_message(run_id),
                         request_id=current_context().get("request_id"),
                         trace_context=inject_carrier() or None,
+                        queue=self._queue_name,
                     )
                     await _audit(conn, "run.retry", run, reused=reused)
             log_run_started(run, reused)

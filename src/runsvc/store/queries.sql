@@ -16,23 +16,26 @@ WITH tenant AS (
 ),
 inserted AS (
     INSERT INTO runs (id, tenant_external_id, run_type, target_object_id, payload_hash,
-                      requested_item_ids, total, dispatch_due_at, request_id, trace_context)
+                      requested_item_ids, total, dispatch_due_at, request_id, trace_context,
+                      queue)
     SELECT %(run_id)s, %(tenant)s, %(run_type)s, %(target_object_id)s, %(payload_hash)s,
            %(item_ids)s, coalesce(cardinality(%(item_ids)s::text[]), 0),
            now() + make_interval(secs => %(redispatch_after)s),
-           %(request_id)s, %(trace_context)s
+           %(request_id)s, %(trace_context)s, %(queue)s
     FROM tenant
     ON CONFLICT (tenant_external_id, run_type, coalesce(target_object_id, ''), coalesce(payload_hash, ''))
         WHERE status IN ('queued', 'running')
         DO NOTHING
     RETURNING id, tenant_external_id, run_type, status, total, succeeded, failed, safe_error,
-              version, created_at, started_at, finished_at, retry_of_run_id, cancel_requested_at
+              version, created_at, started_at, finished_at, retry_of_run_id, cancel_requested_at,
+              throttled_until
 ),
 chosen AS (
     SELECT false AS reused, inserted.* FROM inserted
     UNION ALL
     SELECT true, id, tenant_external_id, run_type, status, total, succeeded, failed, safe_error,
-           version, created_at, started_at, finished_at, retry_of_run_id, cancel_requested_at
+           version, created_at, started_at, finished_at, retry_of_run_id, cancel_requested_at,
+           throttled_until
     FROM runs
     WHERE NOT EXISTS (SELECT 1 FROM inserted)
       AND EXISTS (SELECT 1 FROM tenant)
@@ -61,7 +64,7 @@ FROM (VALUES (1)) AS one LEFT JOIN chosen ON true;
 -- real worker on messages written here.
 enqueued AS (
     INSERT INTO dramatiq.queue (queue_name, message_id, "state", message)
-    SELECT %(queue)s, %(message_id)s, 'queued', %(message)s FROM inserted
+    SELECT %(message_queue)s, %(message_id)s, 'queued', %(message)s FROM inserted
 )
 
 -- name: run_message_wake
@@ -73,7 +76,8 @@ SELECT pg_notify(%(channel)s, '');
 -- A run as its tenant and type address it; another tenant's or type's run
 -- is not found. The columns callers see, never the work list.
 SELECT id, tenant_external_id, run_type, status, total, succeeded, failed, safe_error,
-       version, created_at, started_at, finished_at, retry_of_run_id, cancel_requested_at
+       version, created_at, started_at, finished_at, retry_of_run_id, cancel_requested_at,
+       throttled_until
 FROM runs
 WHERE id = %(run_id)s AND tenant_external_id = %(tenant)s AND run_type = %(run_type)s;
 
@@ -81,17 +85,42 @@ WHERE id = %(run_id)s AND tenant_external_id = %(tenant)s AND run_type = %(run_t
 -- The watch hub's refresh: every changed run of one wake-up at once, with
 -- run_get's columns.
 SELECT id, tenant_external_id, run_type, status, total, succeeded, failed, safe_error,
-       version, created_at, started_at, finished_at, retry_of_run_id, cancel_requested_at
+       version, created_at, started_at, finished_at, retry_of_run_id, cancel_requested_at,
+       throttled_until
 FROM runs
 WHERE id = ANY(%(run_ids)s::uuid[]);
 
--- name: run_claim
--- Takes the run for one execution: a queued run, or a running one whose
--- lease expired or was given back (its worker died or stopped). A duplicate
--- message finds nothing. The claim resets the dispatch backoff: the run is
--- due again exactly when its lease runs out. The one place that decides
--- which run a worker may take (fair scheduling across tenants goes here).
+-- name: run_claim_next
+-- Takes the next run for one execution, fairly across tenants (SPEC §9):
+-- a queued run, or a running one whose lease expired or was given back (its
+-- worker died or stopped), of a tenant with fewer than `max_running` runs
+-- running; among those, the tenant with the fewest running runs first, then
+-- the oldest run; runs of this worker's queue only (the limit counts the
+-- tenant's runs on every queue). So one tenant's backlog takes one slot at a time while
+-- other tenants wait, and runs beyond a tenant's limit stay queued (no
+-- worker thread waits for them). Run in a transaction that holds the claim
+-- lock (runs.run_claim_next), so that two claims never both see a free slot.
+-- The claim resets the dispatch backoff: the run is due again exactly when
+-- its lease runs out. The one place that decides which run a worker takes.
 -- Explicit columns: requested_item_ids (up to 10,000 ids) stays in the row.
+WITH busy AS (
+    SELECT tenant_external_id, count(*) AS running
+    FROM runs
+    WHERE status = 'running' AND lease_expires_at > now()
+    GROUP BY tenant_external_id
+), heads AS (
+    SELECT DISTINCT ON (tenant_external_id) id, tenant_external_id, created_at
+    FROM runs
+    WHERE (status = 'queued' OR (status = 'running' AND lease_expires_at <= now()))
+      AND (queue IS NULL OR queue = %(queue)s)
+    ORDER BY tenant_external_id, created_at, id
+), chosen AS (
+    SELECT heads.id
+    FROM heads LEFT JOIN busy USING (tenant_external_id)
+    WHERE coalesce(busy.running, 0) < %(max_running)s
+    ORDER BY coalesce(busy.running, 0), heads.created_at, heads.id
+    LIMIT 1
+)
 UPDATE runs
 SET status = 'running',
     started_at = coalesce(started_at, now()),
@@ -101,9 +130,10 @@ SET status = 'running',
     dispatch_count = 0,
     attempts = attempts + 1,
     version = version + 1
-WHERE id = %(run_id)s
-  AND (status = 'queued' OR (status = 'running' AND lease_expires_at <= now()))
-RETURNING id, tenant_external_id, run_type, target_object_id, items_resolved,
+FROM chosen
+WHERE runs.id = chosen.id
+  AND (runs.status = 'queued' OR (runs.status = 'running' AND runs.lease_expires_at <= now()))
+RETURNING runs.id, tenant_external_id, run_type, target_object_id, items_resolved,
           requested_item_ids IS NOT NULL AS items_requested, attempts, total, succeeded,
           failed, cancel_requested_at IS NOT NULL AS cancel_requested, request_id,
           trace_context;
@@ -541,7 +571,8 @@ LIMIT %(limit)s;
 -- "IS NULL OR"); type, status and target filter the rows of that range.
 -- The columns of run_get.
 SELECT id, tenant_external_id, run_type, status, total, succeeded, failed, safe_error,
-       version, created_at, started_at, finished_at, retry_of_run_id, cancel_requested_at
+       version, created_at, started_at, finished_at, retry_of_run_id, cancel_requested_at,
+       throttled_until
 FROM runs
 WHERE tenant_external_id = %(tenant)s
   AND (created_at, id) < (coalesce(%(after_created_at)s::timestamptz, 'infinity'),
@@ -603,7 +634,8 @@ written AS (
     WHERE run_id IN (SELECT id FROM cancelled WHERE status = 'failed') AND outcome IS NULL
 )
 SELECT id, tenant_external_id, run_type, status, total, succeeded, failed, safe_error,
-       version, created_at, started_at, finished_at, retry_of_run_id, cancel_requested_at
+       version, created_at, started_at, finished_at, retry_of_run_id, cancel_requested_at,
+       throttled_until
 FROM cancelled;
 
 -- name: run_retry_insert_or_reuse
@@ -628,24 +660,26 @@ WITH source AS (
 inserted AS (
     INSERT INTO runs (id, tenant_external_id, run_type, target_object_id, payload_hash,
                       requested_item_ids, total, dispatch_due_at, retry_of_run_id,
-                      request_id, trace_context)
+                      request_id, trace_context, queue)
     SELECT %(run_id)s, tenant_external_id, run_type, target_object_id, payload_hash,
            retry_item_ids, coalesce(cardinality(retry_item_ids), 0),
            now() + make_interval(secs => %(redispatch_after)s), id,
-           %(request_id)s, %(trace_context)s
+           %(request_id)s, %(trace_context)s, %(queue)s
     FROM source
     ON CONFLICT (tenant_external_id, run_type, coalesce(target_object_id, ''), coalesce(payload_hash, ''))
         WHERE status IN ('queued', 'running')
         DO NOTHING
     RETURNING id, tenant_external_id, run_type, status, total, succeeded, failed, safe_error,
-              version, created_at, started_at, finished_at, retry_of_run_id, cancel_requested_at
+              version, created_at, started_at, finished_at, retry_of_run_id, cancel_requested_at,
+              throttled_until
 )
 -- (run_message_enqueue's CTE goes here with the Postgres broker)
 SELECT false AS reused, inserted.* FROM inserted
 UNION ALL
 SELECT true, runs.id, runs.tenant_external_id, runs.run_type, runs.status, runs.total,
        runs.succeeded, runs.failed, runs.safe_error, runs.version, runs.created_at,
-       runs.started_at, runs.finished_at, runs.retry_of_run_id, runs.cancel_requested_at
+       runs.started_at, runs.finished_at, runs.retry_of_run_id, runs.cancel_requested_at,
+       runs.throttled_until
 FROM runs, source
 WHERE NOT EXISTS (SELECT 1 FROM inserted)
   AND runs.tenant_external_id = source.tenant_external_id
@@ -670,3 +704,132 @@ SELECT run_type,
 FROM runs
 WHERE status IN ('queued', 'running')
 GROUP BY run_type;
+-- --- Microsoft Graph (the Graph TenantSource) ------------------------------
+
+-- name: tenant_graph_get
+SELECT id, graph_tenant_id FROM tenants WHERE external_id = %(tenant)s;
+
+-- name: tenant_graph_set
+-- Creates the tenant, or maps an existing one to its Entra tenant (a NULL
+-- mapping keeps the one it has). Says whether the tenant is new.
+INSERT INTO tenants (external_id, graph_tenant_id) VALUES (%(tenant)s, %(graph_tenant_id)s)
+ON CONFLICT (external_id) DO UPDATE
+SET graph_tenant_id = coalesce(EXCLUDED.graph_tenant_id, tenants.graph_tenant_id)
+RETURNING id, (xmax = 0) AS created, graph_tenant_id;
+
+-- name: tenant_list
+SELECT t.external_id, t.graph_tenant_id, t.created_at,
+       (SELECT count(*) FROM runs r
+         WHERE r.tenant_external_id = t.external_id AND r.status IN ('queued', 'running')) AS active_runs,
+       (SELECT count(*) FROM backup_sets b WHERE b.tenant_id = t.id) AS backup_sets,
+       (SELECT count(*) FROM policy_snapshots s WHERE s.tenant_id = t.id) AS snapshots
+FROM tenants t
+ORDER BY t.external_id;
+
+-- name: tenant_usage
+-- What removing the tenant would delete, and whether it has work in hand.
+SELECT t.id,
+       (SELECT count(*) FROM runs r
+         WHERE r.tenant_external_id = t.external_id AND r.status IN ('queued', 'running')) AS active_runs,
+       (SELECT count(*) FROM backup_sets b WHERE b.tenant_id = t.id) AS backup_sets,
+       (SELECT count(*) FROM policy_snapshots s WHERE s.tenant_id = t.id) AS snapshots
+FROM tenants t
+WHERE t.external_id = %(tenant)s
+FOR UPDATE OF t;
+
+-- name: tenant_delete
+-- Its live policies, snapshots, backup sets and Graph index go with it
+-- (ON DELETE CASCADE); runs and audit events are history and stay.
+DELETE FROM tenants WHERE id = %(tenant_id)s;
+
+-- name: graph_policies_upsert
+-- Records in which collection each listed policy lives (one statement per batch).
+INSERT INTO graph_policies (tenant_id, policy_id, collection)
+SELECT %(tenant_id)s, p.policy_id, p.collection
+FROM unnest(%(policy_ids)s::text[], %(collections)s::text[]) AS p(policy_id, collection)
+ON CONFLICT (tenant_id, policy_id) DO UPDATE
+SET collection = EXCLUDED.collection, seen_at = now();
+
+-- name: graph_policies_get
+SELECT policy_id, collection, replaced_by FROM graph_policies
+WHERE tenant_id = %(tenant_id)s AND policy_id = ANY(%(policy_ids)s::text[]);
+
+-- name: graph_policies_replace
+-- A restore created gone policies anew: each old id now stands for its new
+-- object, and the new ids are known (one statement per batch).
+WITH replaced AS (
+    INSERT INTO graph_policies (tenant_id, policy_id, collection, replaced_by)
+    SELECT %(tenant_id)s, r.old_id, r.collection, r.new_id
+    FROM unnest(%(old_ids)s::text[], %(new_ids)s::text[], %(collections)s::text[])
+         AS r(old_id, new_id, collection)
+    ON CONFLICT (tenant_id, policy_id) DO UPDATE
+    SET replaced_by = EXCLUDED.replaced_by, seen_at = now()
+)
+INSERT INTO graph_policies (tenant_id, policy_id, collection)
+SELECT %(tenant_id)s, r.new_id, r.collection
+FROM unnest(%(new_ids)s::text[], %(collections)s::text[]) AS r(new_id, collection)
+ON CONFLICT (tenant_id, policy_id) DO NOTHING;
+
+-- name: graph_pacing_take
+-- Takes `requests` and `writes` tokens from the tenant's buckets, refilled
+-- for the time since the last take; the buckets may go below zero (the
+-- call has a reserved slot). Returns how long the caller must wait before
+-- its call goes out: until the buckets would be back at zero, and until any
+-- pause has passed. One short statement: the row lock lasts only for it.
+-- clock_timestamp(), not now(): a take that waited for the row lock must
+-- not refill for time that another take already counted.
+INSERT INTO graph_pacing AS p (graph_tenant_id, requests, writes, refilled_at)
+VALUES (%(graph_tenant_id)s, %(request_capacity)s - %(requests)s,
+        %(write_capacity)s - %(writes)s, clock_timestamp())
+ON CONFLICT (graph_tenant_id) DO UPDATE
+SET requests = least(%(request_capacity)s, p.requests + %(request_rate)s
+                     * greatest(0, extract(epoch FROM clock_timestamp() - p.refilled_at))) - %(requests)s,
+    writes = least(%(write_capacity)s, p.writes + %(write_rate)s
+                   * greatest(0, extract(epoch FROM clock_timestamp() - p.refilled_at))) - %(writes)s,
+    refilled_at = greatest(p.refilled_at, clock_timestamp())
+RETURNING greatest(0.0,
+                   -p.requests / %(request_rate)s,
+                   -p.writes / %(write_rate)s,
+                   coalesce(extract(epoch FROM p.paused_until - clock_timestamp())::float8, 0.0)
+                  ) AS wait_seconds;
+
+-- name: graph_pacing_pause
+-- Graph answered 429 or 503: every call to the tenant waits until the
+-- pause has passed (Retry-After, or exponential backoff with jitter when
+-- Graph named no time). Buckets start again from empty, since calls made
+-- while throttled count against the budget too. The tenant's running runs
+-- show the pause (a new version wakes their watchers); a run row that its
+-- worker has locked is skipped rather than waited for.
+WITH streak AS (
+    SELECT CASE WHEN coalesce(paused_until, '-infinity') > now() - make_interval(secs => %(calm_seconds)s)
+                THEN throttle_streak + 1 ELSE 1 END AS n
+    FROM graph_pacing WHERE graph_tenant_id = %(graph_tenant_id)s
+), paused AS (
+    UPDATE graph_pacing AS p
+    SET throttle_streak = streak.n,
+        throttled_total = p.throttled_total + 1,
+        requests = least(p.requests, 0),
+        writes = least(p.writes, 0),
+        paused_until = greatest(p.paused_until, now() + make_interval(secs => coalesce(
+            %(retry_after)s::float8,
+            least(%(backoff_max)s, %(backoff_base)s * power(2, streak.n - 1)) * (0.5 + random() / 2))))
+    FROM streak
+    WHERE p.graph_tenant_id = %(graph_tenant_id)s
+    RETURNING p.paused_until
+), shown AS (
+    UPDATE runs AS r
+    SET throttled_until = paused.paused_until, version = r.version + 1
+    FROM paused
+    WHERE r.id IN (
+        SELECT r2.id
+        FROM runs r2 JOIN tenants t ON t.external_id = r2.tenant_external_id, paused p2
+        WHERE lower(t.graph_tenant_id) = lower(%(graph_tenant_id)s) AND r2.status = 'running'
+          -- a pause extended by less than a second is not news
+          AND (r2.throttled_until IS NULL
+               OR r2.throttled_until < p2.paused_until - interval '1 second')
+        FOR UPDATE OF r2 SKIP LOCKED)
+    RETURNING r.id
+)
+SELECT paused_until, extract(epoch FROM paused_until - now())::float8 AS wait_seconds,
+       (SELECT count(*) FROM shown) AS runs_shown
+FROM paused;

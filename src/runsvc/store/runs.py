@@ -74,10 +74,12 @@ async def run_insert_or_reuse(
     token_name: str,
     redispatch_after: float,
     message: QueuedMessage | None = None,
+    queue: str | None = None,
 ) -> tuple[RunState, bool]:
-    """Creates a queued run (with id `run_id`) or returns the active one with
-    the same key, and audits the call; with `message`, the new run's message
-    too. One statement, one round trip, one transaction.
+    """Creates a queued run (with id `run_id`, on the workers' `queue`) or
+    returns the active one with the same key, and audits the call; with
+    `message`, the new run's message too. One statement, one round trip, one
+    transaction.
 
     Returns (run, reused). Durable when this returns (autocommit connection).
     Raises TenantNotFound for an unknown tenant.
@@ -93,12 +95,15 @@ async def run_insert_or_reuse(
         "token_name": token_name,
         "request_id": new.request_id,
         "trace_context": Jsonb(new.trace_context) if new.trace_context else None,
+        "queue": queue,
     }
     statement = QUERIES["run_insert_or_reuse"]
     if message is not None:
         statement = _WITH_MESSAGE
         params.update(
-            queue=message.queue, message_id=message.message_id, message=Jsonb(message.body)
+            message_queue=message.queue,
+            message_id=message.message_id,
+            message=Jsonb(message.body),
         )
     for _ in range(_INSERT_ATTEMPTS):
         cur = await conn.execute(statement, params)
@@ -198,12 +203,29 @@ def _one(conn: Connection, name: str, params: dict[str, Any]) -> dict[str, Any] 
         return cur.fetchone()
 
 
-def run_claim(
-    conn: Connection, run_id: uuid.UUID, *, owner: str, lease_seconds: float
+# Serialises claims (one short transaction each), so that a tenant's running
+# count never goes past its limit when workers claim at the same moment.
+_CLAIM_LOCK = 0x72756E73636C6D  # "runsclm"
+
+
+def run_claim_next(
+    conn: Connection, *, owner: str, lease_seconds: float, max_running: int, queue: str
 ) -> ClaimedRun | None:
-    row = _one(
-        conn, "run_claim", {"run_id": run_id, "owner": owner, "lease_seconds": lease_seconds}
-    )
+    """The next run this worker should execute, claimed; None when no run
+    may start now (none queued, or every tenant with queued runs is at its
+    limit of running runs)."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_CLAIM_LOCK,))
+        row = _one(
+            conn,
+            "run_claim_next",
+            {
+                "owner": owner,
+                "lease_seconds": lease_seconds,
+                "max_running": max_running,
+                "queue": queue,
+            },
+        )
     if row is None:
         return None
     return ClaimedRun(**{**row, "run_type": RunType(row["run_type"])})
@@ -479,6 +501,7 @@ async def run_retry_insert_or_reuse(
     message: QueuedMessage | None = None,
     request_id: str | None = None,
     trace_context: dict[str, str] | None = None,
+    queue: str | None = None,
 ) -> tuple[RunState, bool]:
     """A new run (with id `run_id`) over the failed items of the terminal run
     `source`, or the active run with the same dedupe key; with `message`, the
@@ -491,12 +514,15 @@ async def run_retry_insert_or_reuse(
         "redispatch_after": redispatch_after,
         "request_id": request_id,
         "trace_context": Jsonb(trace_context) if trace_context else None,
+        "queue": queue,
     }
     statement = QUERIES["run_retry_insert_or_reuse"]
     if message is not None:
         statement = _RETRY_WITH_MESSAGE
         params.update(
-            queue=message.queue, message_id=message.message_id, message=Jsonb(message.body)
+            message_queue=message.queue,
+            message_id=message.message_id,
+            message=Jsonb(message.body),
         )
     for _ in range(_INSERT_ATTEMPTS):
         cur = await conn.execute(statement, params)

@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 FAIL_SPAN = 5000
 
 
+class _Interrupted(Exception):
+    """A run was given back after an unexpected error: take no more work now."""
+
+
 class Executor:
     def __init__(
         self,
@@ -61,30 +65,46 @@ class Executor:
             base_delay=settings.source_retry_base_seconds,
         )
 
-    def execute(self, run_id: uuid.UUID) -> Run | None:
-        """Runs the run to its end if it can be claimed; returns the final
-        record, or None when it was not claimable (a duplicate message, a run
-        already finished, or one whose lease another worker holds) or was
-        given back (a stop, a lost lease, an unexpected error)."""
+    def execute(self, run_id: uuid.UUID) -> list[Run]:
+        """Works while there is work that may start. A message names a run,
+        but which run executes is the fair claim's choice (SPEC §9): the
+        worker claims the next run, runs it, then claims again, until no run
+        may start now or it is told to stop. So a slot that frees is taken
+        at once, and runs over their tenant's limit wait queued without
+        holding a thread. Returns the runs it finished (a run given back, or
+        lost to another worker, is not among them)."""
         if self.stop.requested:
             # Taking no new work: leave the run due for another worker.
             with self.pool.connection() as conn:
                 store.run_dispatch_due_now_sync(conn, run_id)
-            return None
-        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-        with self.pool.connection() as conn:
-            claim = store.run_claim(
-                conn, run_id, owner=owner, lease_seconds=self.settings.lease_seconds
-            )
-        if claim is None:
-            log.debug("run %s not claimable", run_id)
-            return None
-        with observe.observe_execution(claim):
-            log.info("run %s claimed (attempt %d)", run_id, claim.attempts)
-            return self._run_claimed(claim, owner)
+            return []
+        finished = []
+        while not self.stop.requested:
+            owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+            with self.pool.connection() as conn:
+                claim = store.run_claim_next(
+                    conn,
+                    owner=owner,
+                    lease_seconds=self.settings.lease_seconds,
+                    max_running=self.settings.tenant_max_running,
+                    queue=self.settings.queue_name,
+                )
+            if claim is None:
+                log.debug("no run may start now (message for run %s)", run_id)
+                break
+            try:
+                with observe.observe_execution(claim):
+                    run = self._run_claimed(claim, owner)
+            except _Interrupted:
+                break  # infrastructure trouble: messages and reapers carry on later
+            if run is not None:
+                finished.append(run)
+        return finished
 
     def _run_claimed(self, claim: ClaimedRun, owner: str) -> Run | None:
+        """Executes a claimed run to its end, or gives it back (None)."""
         run_id = claim.id
+        log.info("run %s claimed (attempt %d)", run_id, claim.attempts)
         keeper = LeaseKeeper(self.pool, run_id, owner, self.settings.lease_seconds)
         keeper.start()
         guard = Guard(self.stop, keeper)
@@ -117,7 +137,7 @@ class Executor:
             log.error("run %s interrupted: %s", run_id, describe_exception(exc))
             keeper.stop()
             self._release(run_id, owner, refund=False)
-            return None
+            raise _Interrupted() from None
         finally:
             keeper.stop()
 

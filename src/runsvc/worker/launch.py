@@ -5,6 +5,7 @@ directory and binds the endpoint, which a Dramatiq fork process serves."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -29,6 +30,10 @@ def run_worker(settings: Settings, *, processes: int, threads: int) -> int:
         # Our handler, set up by `runsvc` already, formats Dramatiq's lines too.
         "--skip-logging",
     ]
+    # Runs are long: a process takes no more messages than it has threads
+    # (Dramatiq's default is twice as many), so that a message never waits
+    # in a busy process while another process idles.
+    os.environ.setdefault("dramatiq_queue_prefetch", str(threads))
     metrics_dir: Path | None = None
     if settings.metrics_addr:
         listener = bind_listener(settings.metrics_addr)

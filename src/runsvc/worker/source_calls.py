@@ -56,6 +56,11 @@ class _ItemsStillTransient(SourceUnavailable):
     """Some items of the call failed transiently: ask again for those."""
 
 
+class _ItemsStillThrottled(SourceThrottled):
+    """The items left were throttled (the tenant's turn came after the
+    call's deadline): ask again for those, without using up a try."""
+
+
 class _CallFailed(Exception):
     """The call failed as a whole (after its retries) with `code`."""
 
@@ -254,12 +259,14 @@ class GuardedSource:
                         still.append(key)
                 results[key] = result
             pending = still
+            if pending and all(results[k].code == safe_errors.SOURCE_THROTTLED for k in pending):
+                raise _ItemsStillThrottled("the tenant is throttled")
             if pending:
                 raise _ItemsStillTransient("some items failed transiently")
 
         try:
             self._retrying(attempt)
-        except _ItemsStillTransient:
+        except (_ItemsStillTransient, _ItemsStillThrottled):
             pass  # those items keep their own transient failure as their result
         except SourceUnavailable as exc:
             if not results:

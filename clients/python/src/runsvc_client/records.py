@@ -42,7 +42,7 @@ def run_record(run: runs_pb2.RunRecord) -> dict[str, Any]:
             "code": run.safe_error.code,
             "context": _whole_numbers(MessageToDict(run.safe_error.context)),
         }
-    return {
+    record: dict[str, Any] = {
         "id": run.id,
         "tenantExternalId": run.tenant_external_id,
         "type": run.type,
@@ -63,6 +63,11 @@ def run_record(run: runs_pb2.RunRecord) -> dict[str, Any]:
             _timestamp(run.cancel_requested_at) if run.HasField("cancel_requested_at") else None
         ),
     }
+    # An extension of the contract, present only while Microsoft Graph
+    # throttles the run's tenant: when its calls may go out again.
+    if run.HasField("tenant_throttled_until"):
+        record["tenantThrottledUntil"] = _timestamp(run.tenant_throttled_until)
+    return record
 
 
 def start_response(

@@ -365,6 +365,7 @@ class RunRecord(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     RETRY_OF_RUN_ID_FIELD_NUMBER: _builtins.int
     CANCEL_REQUESTED_AT_FIELD_NUMBER: _builtins.int
+    TENANT_THROTTLED_UNTIL_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The run's id (a UUID)."""
     tenant_external_id: _builtins.str
@@ -406,6 +407,13 @@ class RunRecord(_message.Message):
         Extension property cancelRequestedAt in HTTP.
         """
 
+    @_builtins.property
+    def tenant_throttled_until(self) -> _timestamp_pb2.Timestamp:
+        """Set while Microsoft Graph throttles the run's tenant: every call to the
+        tenant, from every worker, waits until then. Unset (null) otherwise.
+        Not in the contract (the gateway sends it as `tenantThrottledUntil`).
+        """
+
     def __init__(
         self,
         *,
@@ -421,10 +429,11 @@ class RunRecord(_message.Message):
         version: _builtins.int = ...,
         retry_of_run_id: _builtins.str | None = ...,
         cancel_requested_at: _timestamp_pb2.Timestamp | None = ...,
+        tenant_throttled_until: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_retry_of_run_id", b"_retry_of_run_id", "cancel_requested_at", b"cancel_requested_at", "counts", b"counts", "created_at", b"created_at", "finished_at", b"finished_at", "retry_of_run_id", b"retry_of_run_id", "safe_error", b"safe_error", "started_at", b"started_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_retry_of_run_id", b"_retry_of_run_id", "cancel_requested_at", b"cancel_requested_at", "counts", b"counts", "created_at", b"created_at", "finished_at", b"finished_at", "retry_of_run_id", b"retry_of_run_id", "safe_error", b"safe_error", "started_at", b"started_at", "tenant_throttled_until", b"tenant_throttled_until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retry_of_run_id", b"_retry_of_run_id", "cancel_requested_at", b"cancel_requested_at", "counts", b"counts", "created_at", b"created_at", "finished_at", b"finished_at", "id", b"id", "retry_of_run_id", b"retry_of_run_id", "safe_error", b"safe_error", "started_at", b"started_at", "status", b"status", "tenant_external_id", b"tenant_external_id", "type", b"type", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retry_of_run_id", b"_retry_of_run_id", "cancel_requested_at", b"cancel_requested_at", "counts", b"counts", "created_at", b"created_at", "finished_at", b"finished_at", "id", b"id", "retry_of_run_id", b"retry_of_run_id", "safe_error", b"safe_error", "started_at", b"started_at", "status", b"status", "tenant_external_id", b"tenant_external_id", "tenant_throttled_until", b"tenant_throttled_until", "type", b"type", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__retry_of_run_id: _TypeAlias = _typing.Literal["retry_of_run_id"]  # noqa: Y015
     _WhichOneofArgType__retry_of_run_id: _TypeAlias = _typing.Literal["_retry_of_run_id", b"_retry_of_run_id"]  # noqa: Y015
