@@ -20,7 +20,8 @@ from tenantpilot.runs.v1 import runs_pb2, runs_pb2_grpc
 
 from runsvc_client import TLS
 from runsvc_gateway import contract, inputs
-from runsvc_gateway.convert import run_record, start_response
+from runsvc_gateway.console import console_routes
+from runsvc_gateway.convert import caller, run_record, start_response
 from runsvc_gateway.errors import HttpError, error_response, from_rpc_error
 from runsvc_gateway.sse import Watchers, WatchStream
 
@@ -144,6 +145,12 @@ class Gateway:
             watchers=self.watchers,
         )
 
+    async def whoami(self, request: Request) -> Response:
+        response = await self._call(
+            self.runs.GetCaller, runs_pb2.GetCallerRequest(), inputs.metadata(request)
+        )
+        return JSONResponse(caller(response))
+
     async def openapi(self, request: Request) -> Response:
         return Response(contract.served_yaml(), media_type="application/yaml")
 
@@ -203,9 +210,12 @@ def create_app(settings: Settings) -> ASGIApp:
         Route(PREFIX + contract.START_PATH, gateway.start_run, methods=["POST"]),
         Route(PREFIX + contract.GET_PATH, gateway.get_run, methods=["GET"]),
         Route(PREFIX + contract.WATCH_PATH, gateway.watch_run, methods=["GET"]),
+        Route(PREFIX + contract.WHOAMI_PATH, gateway.whoami, methods=["GET"]),
         Route(PREFIX + "/openapi.yaml", gateway.openapi, methods=["GET"]),
         Route("/healthz", gateway.healthz, methods=["GET"]),
         Route("/readyz", gateway.readyz, methods=["GET"]),
+        # Last: the API routes above are matched first and never pay for it.
+        *console_routes(PREFIX + "/ui"),
     ]
     app = Starlette(
         routes=routes,

@@ -21,6 +21,7 @@ CONTRACT_URI = "urn:runsvc:admin-runs.openapi.yaml"
 START_PATH = "/t/{tenantExternalId}/runs/{runType}"
 GET_PATH = "/t/{tenantExternalId}/runs/{runType}/{runId}"
 WATCH_PATH = "/t/{tenantExternalId}/runs/{runType}/{runId}/watch"
+WHOAMI_PATH = "/whoami"
 
 
 def contract_text() -> str:
@@ -195,6 +196,40 @@ def _watch_operation() -> dict[str, Any]:
     }
 
 
+CALLER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "role", "allTenants", "tenants"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "description": "The token's name."},
+        "role": {"type": "string", "enum": ["viewer", "operator"]},
+        "allTenants": {"type": "boolean", "description": "Granted every tenant."},
+        "tenants": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "The tenants granted (sorted); empty when allTenants.",
+        },
+    },
+}
+
+
+def _whoami_operation() -> dict[str, Any]:
+    return {
+        "operationId": "whoami",
+        "summary": "Describe the calling token: name, role, tenant grants (an extension)",
+        "description": "What the console shows and offers: a viewer gets no buttons that "
+        "change runs. Never the token or its hash.",
+        "responses": {
+            "200": {
+                "description": "The caller",
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Caller"}}
+                },
+            }
+        },
+    }
+
+
 @cache
 def served_description() -> dict[str, Any]:
     """The contract unchanged in its paths and schemas, plus the watch route
@@ -202,6 +237,8 @@ def served_description() -> dict[str, Any]:
     doc = copy.deepcopy(contract())
     doc["components"]["schemas"]["Error"] = ERROR_SCHEMA
     doc["paths"][WATCH_PATH] = {"get": _watch_operation()}
+    doc["components"]["schemas"]["Caller"] = CALLER_SCHEMA
+    doc["paths"][WHOAMI_PATH] = {"get": _whoami_operation()}
     for path, item in doc["paths"].items():
         for method, operation in item.items():
             responses = operation["responses"]

@@ -19,6 +19,7 @@ from runsvc.store import auth as auth_store
 from runsvc.store import runs as store
 from runsvc.store.auth import AuditEvent
 from runsvc.store.errors import translate_errors
+from runsvc.tokens import Role
 from runsvc.validation import (
     FieldViolation,
     InvalidArgument,
@@ -28,6 +29,11 @@ from runsvc.validation import (
 )
 
 log = logging.getLogger(__name__)
+
+CALLER_ROLE = {
+    Role.VIEWER: runs_pb2.CALLER_ROLE_VIEWER,
+    Role.OPERATOR: runs_pb2.CALLER_ROLE_OPERATOR,
+}
 
 
 class RunService(runs_pb2_grpc.RunServiceServicer):
@@ -131,6 +137,18 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
                     sent_version = run.version
                     if run.status.terminal:
                         return
+
+    async def GetCaller(
+        self, request: runs_pb2.GetCallerRequest, context: grpc.aio.ServicerContext
+    ) -> runs_pb2.GetCallerResponse:
+        caller = current_principal()
+        assert caller is not None, "the auth interceptor runs first"
+        return runs_pb2.GetCallerResponse(
+            token_name=caller.name,
+            role=CALLER_ROLE[caller.role],
+            all_tenants=caller.all_tenants,
+            tenants=sorted(caller.tenants),
+        )
 
     async def _find(self, request: runs_pb2.GetRunRequest | runs_pb2.WatchRunRequest) -> Run | None:
         check_address(request.tenant_external_id, request.run_type)

@@ -53,6 +53,11 @@ class RunServiceStub:
                 request_serializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.WatchRunRequest.SerializeToString,
                 response_deserializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.WatchRunResponse.FromString,
                 _registered_method=True)
+        self.GetCaller = channel.unary_unary(
+                '/tenantpilot.runs.v1.RunService/GetCaller',
+                request_serializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.GetCallerRequest.SerializeToString,
+                response_deserializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.GetCallerResponse.FromString,
+                _registered_method=True)
 
 
 class RunServiceServicer:
@@ -88,6 +93,15 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCaller(self, request, context):
+        """GetCaller describes the token that makes the call: its name, role and
+        tenant grants, so that a console can offer only what the caller may do.
+        Any valid token may call it; it addresses no tenant.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -105,6 +119,11 @@ def add_RunServiceServicer_to_server(servicer, server):
                     servicer.WatchRun,
                     request_deserializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.WatchRunRequest.FromString,
                     response_serializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.WatchRunResponse.SerializeToString,
+            ),
+            'GetCaller': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCaller,
+                    request_deserializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.GetCallerRequest.FromString,
+                    response_serializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.GetCallerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -192,6 +211,33 @@ class RunService:
             '/tenantpilot.runs.v1.RunService/WatchRun',
             tenantpilot_dot_runs_dot_v1_dot_runs__pb2.WatchRunRequest.SerializeToString,
             tenantpilot_dot_runs_dot_v1_dot_runs__pb2.WatchRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCaller(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tenantpilot.runs.v1.RunService/GetCaller',
+            tenantpilot_dot_runs_dot_v1_dot_runs__pb2.GetCallerRequest.SerializeToString,
+            tenantpilot_dot_runs_dot_v1_dot_runs__pb2.GetCallerResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -51,6 +51,11 @@ class RunServiceStub:
     ends with OK right after the terminal state. Updates coalesce: a slow
     reader gets the latest state, never a backlog.
     """
+    GetCaller: _grpc.UnaryUnaryMultiCallable[_runs_pb2.GetCallerRequest, _runs_pb2.GetCallerResponse]
+    """GetCaller describes the token that makes the call: its name, role and
+    tenant grants, so that a console can offer only what the caller may do.
+    Any valid token may call it; it addresses no tenant.
+    """
 
 @_typing.type_check_only
 class RunServiceAsyncStub(RunServiceStub):
@@ -74,6 +79,11 @@ class RunServiceAsyncStub(RunServiceStub):
     """WatchRun sends the current state, then one full record per change, and
     ends with OK right after the terminal state. Updates coalesce: a slow
     reader gets the latest state, never a backlog.
+    """
+    GetCaller: _aio.UnaryUnaryMultiCallable[_runs_pb2.GetCallerRequest, _runs_pb2.GetCallerResponse]  # type: ignore[assignment]
+    """GetCaller describes the token that makes the call: its name, role and
+    tenant grants, so that a console can offer only what the caller may do.
+    Any valid token may call it; it addresses no tenant.
     """
 
 class RunServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -113,6 +123,17 @@ class RunServiceServicer(metaclass=_abc_1.ABCMeta):
         """WatchRun sends the current state, then one full record per change, and
         ends with OK right after the terminal state. Updates coalesce: a slow
         reader gets the latest state, never a backlog.
+        """
+
+    @_abc_1.abstractmethod
+    def GetCaller(
+        self,
+        request: _runs_pb2.GetCallerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.GetCallerResponse, _abc.Awaitable[_runs_pb2.GetCallerResponse]]:
+        """GetCaller describes the token that makes the call: its name, role and
+        tenant grants, so that a console can offer only what the caller may do.
+        Any valid token may call it; it addresses no tenant.
         """
 
 def add_RunServiceServicer_to_server(servicer: RunServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

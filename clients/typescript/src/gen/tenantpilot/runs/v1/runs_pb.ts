@@ -13,7 +13,7 @@ import type { JsonObject, Message } from "@bufbuild/protobuf";
  * Describes the file tenantpilot/runs/v1/runs.proto.
  */
 export const file_tenantpilot_runs_v1_runs: GenFile = /*@__PURE__*/
-  fileDesc("Ch50ZW5hbnRwaWxvdC9ydW5zL3YxL3J1bnMucHJvdG8SE3RlbmFudHBpbG90LnJ1bnMudjEipAEKD1J1blN0YXJ0UmVxdWVzdBIdChB0YXJnZXRfb2JqZWN0X2lkGAEgASgJSACIAQESGQoMcGF5bG9hZF9oYXNoGAIgASgJSAGIAQESMQoIaXRlbV9pZHMYAyABKAsyHy50ZW5hbnRwaWxvdC5ydW5zLnYxLkl0ZW1JZExpc3RCEwoRX3RhcmdldF9vYmplY3RfaWRCDwoNX3BheWxvYWRfaGFzaCIcCgpJdGVtSWRMaXN0Eg4KBnZhbHVlcxgBIAMoCSJ2Cg9TdGFydFJ1blJlcXVlc3QSGgoSdGVuYW50X2V4dGVybmFsX2lkGAEgASgJEhAKCHJ1bl90eXBlGAIgASgJEjUKB29wdGlvbnMYAyABKAsyJC50ZW5hbnRwaWxvdC5ydW5zLnYxLlJ1blN0YXJ0UmVxdWVzdCJPChBTdGFydFJ1blJlc3BvbnNlEg4KBnJldXNlZBgBIAEoCBIrCgNydW4YAiABKAsyHi50ZW5hbnRwaWxvdC5ydW5zLnYxLlJ1blJlY29yZCJNCg1HZXRSdW5SZXF1ZXN0EhoKEnRlbmFudF9leHRlcm5hbF9pZBgBIAEoCRIQCghydW5fdHlwZRgCIAEoCRIOCgZydW5faWQYAyABKAkiPQoOR2V0UnVuUmVzcG9uc2USKwoDcnVuGAEgASgLMh4udGVuYW50cGlsb3QucnVucy52MS5SdW5SZWNvcmQifQoPV2F0Y2hSdW5SZXF1ZXN0EhoKEnRlbmFudF9leHRlcm5hbF9pZBgBIAEoCRIQCghydW5fdHlwZRgCIAEoCRIOCgZydW5faWQYAyABKAkSGgoNYWZ0ZXJfdmVyc2lvbhgEIAEoA0gAiAEBQhAKDl9hZnRlcl92ZXJzaW9uIj8KEFdhdGNoUnVuUmVzcG9uc2USKwoDcnVuGAEgASgLMh4udGVuYW50cGlsb3QucnVucy52MS5SdW5SZWNvcmQi9wIKCVJ1blJlY29yZBIKCgJpZBgBIAEoCRIaChJ0ZW5hbnRfZXh0ZXJuYWxfaWQYAiABKAkSDAoEdHlwZRgDIAEoCRIuCgZzdGF0dXMYBCABKA4yHi50ZW5hbnRwaWxvdC5ydW5zLnYxLlJ1blN0YXR1cxIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoGY291bnRzGAggASgLMh4udGVuYW50cGlsb3QucnVucy52MS5SdW5Db3VudHMSMgoKc2FmZV9lcnJvchgJIAEoCzIeLnRlbmFudHBpbG90LnJ1bnMudjEuU2FmZUVycm9yEg8KB3ZlcnNpb24YCiABKAMiPQoJUnVuQ291bnRzEg0KBXRvdGFsGAEgASgNEhEKCXN1Y2NlZWRlZBgCIAEoDRIOCgZmYWlsZWQYAyABKA0iQwoJU2FmZUVycm9yEgwKBGNvZGUYASABKAkSKAoHY29udGV4dBgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QqnwEKCVJ1blN0YXR1cxIaChZSVU5fU1RBVFVTX1VOU1BFQ0lGSUVEEAASFQoRUlVOX1NUQVRVU19RVUVVRUQQARIWChJSVU5fU1RBVFVTX1JVTk5JTkcQAhIYChRSVU5fU1RBVFVTX1NVQ0NFRURFRBADEhUKEVJVTl9TVEFUVVNfRkFJTEVEEAQSFgoSUlVOX1NUQVRVU19QQVJUSUFMEAUy5gMKClJ1blNlcnZpY2USlwEKCFN0YXJ0UnVuEiQudGVuYW50cGlsb3QucnVucy52MS5TdGFydFJ1blJlcXVlc3QaJS50ZW5hbnRwaWxvdC5ydW5zLnYxLlN0YXJ0UnVuUmVzcG9uc2UiPoLT5JMCODoHb3B0aW9ucyItL2FkbWluL3Qve3RlbmFudF9leHRlcm5hbF9pZH0vcnVucy97cnVuX3R5cGV9EpYBCgZHZXRSdW4SIi50ZW5hbnRwaWxvdC5ydW5zLnYxLkdldFJ1blJlcXVlc3QaIy50ZW5hbnRwaWxvdC5ydW5zLnYxLkdldFJ1blJlc3BvbnNlIkOC0+STAj1iA3J1bhI2L2FkbWluL3Qve3RlbmFudF9leHRlcm5hbF9pZH0vcnVucy97cnVuX3R5cGV9L3tydW5faWR9EqQBCghXYXRjaFJ1bhIkLnRlbmFudHBpbG90LnJ1bnMudjEuV2F0Y2hSdW5SZXF1ZXN0GiUudGVuYW50cGlsb3QucnVucy52MS5XYXRjaFJ1blJlc3BvbnNlIkmC0+STAkNiA3J1bhI8L2FkbWluL3Qve3RlbmFudF9leHRlcm5hbF9pZH0vcnVucy97cnVuX3R5cGV9L3tydW5faWR9L3dhdGNoMAFiBnByb3RvMw", [file_google_api_annotations, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("Ch50ZW5hbnRwaWxvdC9ydW5zL3YxL3J1bnMucHJvdG8SE3RlbmFudHBpbG90LnJ1bnMudjEipAEKD1J1blN0YXJ0UmVxdWVzdBIdChB0YXJnZXRfb2JqZWN0X2lkGAEgASgJSACIAQESGQoMcGF5bG9hZF9oYXNoGAIgASgJSAGIAQESMQoIaXRlbV9pZHMYAyABKAsyHy50ZW5hbnRwaWxvdC5ydW5zLnYxLkl0ZW1JZExpc3RCEwoRX3RhcmdldF9vYmplY3RfaWRCDwoNX3BheWxvYWRfaGFzaCIcCgpJdGVtSWRMaXN0Eg4KBnZhbHVlcxgBIAMoCSJ2Cg9TdGFydFJ1blJlcXVlc3QSGgoSdGVuYW50X2V4dGVybmFsX2lkGAEgASgJEhAKCHJ1bl90eXBlGAIgASgJEjUKB29wdGlvbnMYAyABKAsyJC50ZW5hbnRwaWxvdC5ydW5zLnYxLlJ1blN0YXJ0UmVxdWVzdCJPChBTdGFydFJ1blJlc3BvbnNlEg4KBnJldXNlZBgBIAEoCBIrCgNydW4YAiABKAsyHi50ZW5hbnRwaWxvdC5ydW5zLnYxLlJ1blJlY29yZCJNCg1HZXRSdW5SZXF1ZXN0EhoKEnRlbmFudF9leHRlcm5hbF9pZBgBIAEoCRIQCghydW5fdHlwZRgCIAEoCRIOCgZydW5faWQYAyABKAkiPQoOR2V0UnVuUmVzcG9uc2USKwoDcnVuGAEgASgLMh4udGVuYW50cGlsb3QucnVucy52MS5SdW5SZWNvcmQifQoPV2F0Y2hSdW5SZXF1ZXN0EhoKEnRlbmFudF9leHRlcm5hbF9pZBgBIAEoCRIQCghydW5fdHlwZRgCIAEoCRIOCgZydW5faWQYAyABKAkSGgoNYWZ0ZXJfdmVyc2lvbhgEIAEoA0gAiAEBQhAKDl9hZnRlcl92ZXJzaW9uIj8KEFdhdGNoUnVuUmVzcG9uc2USKwoDcnVuGAEgASgLMh4udGVuYW50cGlsb3QucnVucy52MS5SdW5SZWNvcmQi9wIKCVJ1blJlY29yZBIKCgJpZBgBIAEoCRIaChJ0ZW5hbnRfZXh0ZXJuYWxfaWQYAiABKAkSDAoEdHlwZRgDIAEoCRIuCgZzdGF0dXMYBCABKA4yHi50ZW5hbnRwaWxvdC5ydW5zLnYxLlJ1blN0YXR1cxIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoGY291bnRzGAggASgLMh4udGVuYW50cGlsb3QucnVucy52MS5SdW5Db3VudHMSMgoKc2FmZV9lcnJvchgJIAEoCzIeLnRlbmFudHBpbG90LnJ1bnMudjEuU2FmZUVycm9yEg8KB3ZlcnNpb24YCiABKAMiPQoJUnVuQ291bnRzEg0KBXRvdGFsGAEgASgNEhEKCXN1Y2NlZWRlZBgCIAEoDRIOCgZmYWlsZWQYAyABKA0iQwoJU2FmZUVycm9yEgwKBGNvZGUYASABKAkSKAoHY29udGV4dBgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiEgoQR2V0Q2FsbGVyUmVxdWVzdCJ8ChFHZXRDYWxsZXJSZXNwb25zZRISCgp0b2tlbl9uYW1lGAEgASgJEi0KBHJvbGUYAiABKA4yHy50ZW5hbnRwaWxvdC5ydW5zLnYxLkNhbGxlclJvbGUSEwoLYWxsX3RlbmFudHMYAyABKAgSDwoHdGVuYW50cxgEIAMoCSqfAQoJUnVuU3RhdHVzEhoKFlJVTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIVChFSVU5fU1RBVFVTX1FVRVVFRBABEhYKElJVTl9TVEFUVVNfUlVOTklORxACEhgKFFJVTl9TVEFUVVNfU1VDQ0VFREVEEAMSFQoRUlVOX1NUQVRVU19GQUlMRUQQBBIWChJSVU5fU1RBVFVTX1BBUlRJQUwQBSpbCgpDYWxsZXJSb2xlEhsKF0NBTExFUl9ST0xFX1VOU1BFQ0lGSUVEEAASFgoSQ0FMTEVSX1JPTEVfVklFV0VSEAESGAoUQ0FMTEVSX1JPTEVfT1BFUkFUT1IQAjLZBAoKUnVuU2VydmljZRKXAQoIU3RhcnRSdW4SJC50ZW5hbnRwaWxvdC5ydW5zLnYxLlN0YXJ0UnVuUmVxdWVzdBolLnRlbmFudHBpbG90LnJ1bnMudjEuU3RhcnRSdW5SZXNwb25zZSI+gtPkkwI4OgdvcHRpb25zIi0vYWRtaW4vdC97dGVuYW50X2V4dGVybmFsX2lkfS9ydW5zL3tydW5fdHlwZX0SlgEKBkdldFJ1bhIiLnRlbmFudHBpbG90LnJ1bnMudjEuR2V0UnVuUmVxdWVzdBojLnRlbmFudHBpbG90LnJ1bnMudjEuR2V0UnVuUmVzcG9uc2UiQ4LT5JMCPWIDcnVuEjYvYWRtaW4vdC97dGVuYW50X2V4dGVybmFsX2lkfS9ydW5zL3tydW5fdHlwZX0ve3J1bl9pZH0SpAEKCFdhdGNoUnVuEiQudGVuYW50cGlsb3QucnVucy52MS5XYXRjaFJ1blJlcXVlc3QaJS50ZW5hbnRwaWxvdC5ydW5zLnYxLldhdGNoUnVuUmVzcG9uc2UiSYLT5JMCQ2IDcnVuEjwvYWRtaW4vdC97dGVuYW50X2V4dGVybmFsX2lkfS9ydW5zL3tydW5fdHlwZX0ve3J1bl9pZH0vd2F0Y2gwARJxCglHZXRDYWxsZXISJS50ZW5hbnRwaWxvdC5ydW5zLnYxLkdldENhbGxlclJlcXVlc3QaJi50ZW5hbnRwaWxvdC5ydW5zLnYxLkdldENhbGxlclJlc3BvbnNlIhWC0+STAg8SDS9hZG1pbi93aG9hbWliBnByb3RvMw", [file_google_api_annotations, file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * RunStartRequest mirrors the contract's request body of the same name.
@@ -412,6 +412,63 @@ export const SafeErrorSchema: GenMessage<SafeError> = /*@__PURE__*/
   messageDesc(file_tenantpilot_runs_v1_runs, 10);
 
 /**
+ * GetCallerRequest asks who the caller is; the bearer token says it.
+ *
+ * @generated from message tenantpilot.runs.v1.GetCallerRequest
+ */
+export type GetCallerRequest = Message<"tenantpilot.runs.v1.GetCallerRequest"> & {
+};
+
+/**
+ * Describes the message tenantpilot.runs.v1.GetCallerRequest.
+ * Use `create(GetCallerRequestSchema)` to create a new message.
+ */
+export const GetCallerRequestSchema: GenMessage<GetCallerRequest> = /*@__PURE__*/
+  messageDesc(file_tenantpilot_runs_v1_runs, 11);
+
+/**
+ * GetCallerResponse describes the calling token; never its secret.
+ *
+ * @generated from message tenantpilot.runs.v1.GetCallerResponse
+ */
+export type GetCallerResponse = Message<"tenantpilot.runs.v1.GetCallerResponse"> & {
+  /**
+   * The token's name (unique among active tokens).
+   *
+   * @generated from field: string token_name = 1;
+   */
+  tokenName: string;
+
+  /**
+   * The token's role.
+   *
+   * @generated from field: tenantpilot.runs.v1.CallerRole role = 2;
+   */
+  role: CallerRole;
+
+  /**
+   * True when the token is granted every tenant; `tenants` is then empty.
+   *
+   * @generated from field: bool all_tenants = 3;
+   */
+  allTenants: boolean;
+
+  /**
+   * The tenants the token is granted, sorted, when not all of them.
+   *
+   * @generated from field: repeated string tenants = 4;
+   */
+  tenants: string[];
+};
+
+/**
+ * Describes the message tenantpilot.runs.v1.GetCallerResponse.
+ * Use `create(GetCallerResponseSchema)` to create a new message.
+ */
+export const GetCallerResponseSchema: GenMessage<GetCallerResponse> = /*@__PURE__*/
+  messageDesc(file_tenantpilot_runs_v1_runs, 12);
+
+/**
  * RunStatus mirrors the contract's status enum: queued, running, succeeded,
  * failed, partial (the lowercase name after the prefix).
  *
@@ -468,6 +525,40 @@ export const RunStatusSchema: GenEnum<RunStatus> = /*@__PURE__*/
   enumDesc(file_tenantpilot_runs_v1_runs, 0);
 
 /**
+ * CallerRole is a token's role.
+ *
+ * @generated from enum tenantpilot.runs.v1.CallerRole
+ */
+export enum CallerRole {
+  /**
+   * Never set by the server.
+   *
+   * @generated from enum value: CALLER_ROLE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * May read and watch runs.
+   *
+   * @generated from enum value: CALLER_ROLE_VIEWER = 1;
+   */
+  VIEWER = 1,
+
+  /**
+   * May also start, cancel and retry runs.
+   *
+   * @generated from enum value: CALLER_ROLE_OPERATOR = 2;
+   */
+  OPERATOR = 2,
+}
+
+/**
+ * Describes the enum tenantpilot.runs.v1.CallerRole.
+ */
+export const CallerRoleSchema: GenEnum<CallerRole> = /*@__PURE__*/
+  enumDesc(file_tenantpilot_runs_v1_runs, 1);
+
+/**
  * RunService starts, reads and watches long-running, tenant-scoped runs.
  *
  * The HTTP annotations give the routes of the legacy admin contract
@@ -510,6 +601,18 @@ export const RunService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchRunRequestSchema;
     output: typeof WatchRunResponseSchema;
+  },
+  /**
+   * GetCaller describes the token that makes the call: its name, role and
+   * tenant grants, so that a console can offer only what the caller may do.
+   * Any valid token may call it; it addresses no tenant.
+   *
+   * @generated from rpc tenantpilot.runs.v1.RunService.GetCaller
+   */
+  getCaller: {
+    methodKind: "unary";
+    input: typeof GetCallerRequestSchema;
+    output: typeof GetCallerResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_tenantpilot_runs_v1_runs, 0);
