@@ -165,6 +165,7 @@ def run_dev(data_dir: Path, grpc_addr: str, http_addr: str) -> int:
     print(f"token     {token}  (operator, all tenants; RUNSVC_TOKEN in dev.env)", flush=True)
     if gateway is not None:
         print(f"http      http://{http_addr}/admin", flush=True)
+        print(f"console   http://{http_addr}/admin/ui/  (sign in with the token)", flush=True)
     print("tenant    demo-tenant (seeded)", flush=True)
     print(f"env       source {env_file}", flush=True)
     print("Ctrl-C stops everything.", flush=True)

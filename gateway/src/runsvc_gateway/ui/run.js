@@ -28,6 +28,7 @@ const OUTCOMES = [
   ["", "All items"],
   ["failed", "Failed"],
   ["succeeded", "Succeeded"],
+  ["pending", "Not done yet"],
 ];
 
 const itemHistory = new Map();
@@ -197,6 +198,13 @@ function factList(run) {
       run.startedAt && run.finishedAt ? duration(seconds(run.startedAt, run.finishedAt)) : "—",
     ],
   ];
+  if (run.cancelRequestedAt) entries.push(["Cancel requested", time(run.cancelRequestedAt)]);
+  if (run.retryOfRunId) {
+    entries.push([
+      "Retry of",
+      h("a", { href: hashes.run(run.tenantExternalId, run.type, run.retryOfRunId) }, shortId(run.retryOfRunId)),
+    ]);
+  }
   return entries.map(([label, value]) => [
     h("div", { "data-fact": label }, h("dt", {}, label), h("dd", {}, value)),
   ]);
