@@ -19,10 +19,10 @@ $(TS_STAMP): $(STAMP) $(TS_DIR)/package.json $(TS_DIR)/package-lock.json
 	cd $(TS_DIR) && npm ci --no-audit --no-fund
 	touch $@
 
-$(STAMP): pyproject.toml clients/python/pyproject.toml gateway/pyproject.toml
+$(STAMP): pyproject.toml clients/python-proto/pyproject.toml clients/python/pyproject.toml gateway/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ./clients/python -e ./gateway -e '.[dev]'
+	$(BIN)/pip install --quiet -e ./clients/python-proto -e ./clients/python -e ./gateway -e '.[dev]'
 	touch $@
 
 install: $(STAMP)
@@ -40,7 +40,7 @@ test: $(STAMP) $(TS_STAMP) check-gen breaking lint
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_runs.py
 
-## Regenerate the code of proto/ (never edit it): Python into clients/python
+## Regenerate the code of proto/ (never edit it): Python into clients/python-proto
 ## (grpcio-tools, mypy-protobuf), TypeScript into clients/typescript/src/gen
 ## (buf generate with buf.gen.yaml and the local protoc-gen-es).
 gen: $(STAMP) $(TS_STAMP)
@@ -54,9 +54,9 @@ check-gen: $(STAMP) $(TS_STAMP)
 breaking: $(STAMP)
 	$(BIN)/python scripts/check_breaking.py
 
-## Refresh the local copy of google/api/*.proto from the installed wheel.
+## Refresh the local copies of the google/api, google/rpc and buf/validate protos.
 protodeps: $(STAMP)
-	$(BIN)/python scripts/copy_googleapis.py
+	$(BIN)/python scripts/copy_protodeps.py
 
 lint: $(STAMP)
 	$(BIN)/buf lint

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -51,10 +52,12 @@ def default_base() -> tuple[str | None, str]:
 
 
 def export(revision: str, into: Path) -> bool:
-    """Writes the buf workspace of revision (buf.yaml and its modules) into a
-    directory; False when that revision had no buf workspace yet."""
+    """Writes proto/ of revision into a directory, beside this tree's buf.yaml
+    and third_party/ (the imported files, which the check ignores: both sides
+    then have the same modules even when a dependency was added since);
+    False when that revision had no buf workspace yet."""
     archive = subprocess.run(
-        ["git", "archive", "--format=tar", revision, "buf.yaml", "proto", "third_party"],
+        ["git", "archive", "--format=tar", revision, "buf.yaml", "proto"],
         cwd=ROOT,
         capture_output=True,
         check=False,
@@ -63,6 +66,8 @@ def export(revision: str, into: Path) -> bool:
         return False
     with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
         tar.extractall(into, filter="data")
+    shutil.copy(ROOT / "buf.yaml", into / "buf.yaml")
+    shutil.copytree(ROOT / "third_party", into / "third_party")
     return True
 
 

@@ -1,13 +1,16 @@
-"""Generate the code for proto/: Python into the client package (the one copy
-that server, gateway and clients import) and TypeScript into the TypeScript
-client (buf generate with buf.gen.yaml and the local protoc-gen-es).
+"""Generate the code for proto/: Python into its own distribution
+(clients/python-proto, `runsvc-proto`: the one copy that server, gateway and
+clients import) and TypeScript into the TypeScript client (buf generate with
+buf.gen.yaml and the local protoc-gen-es).
 
     python scripts/gen_protos.py           # regenerate in place
     python scripts/gen_protos.py --check   # exit 1 if the tree is stale
 
 Output: messages (*_pb2.py), services (*_pb2_grpc.py) and typing stubs
-(*.pyi, from mypy-protobuf) under clients/python/src/tenantpilot/; protobuf-es
-messages and service descriptors (*_pb.ts) under clients/typescript/src/gen/.
+(*.pyi, from mypy-protobuf) under clients/python-proto/src/tenantpilot/, and
+the messages of the protovalidate rules that runs.proto imports under
+clients/python-proto/src/buf/; protobuf-es messages and service descriptors
+(*_pb.ts) under clients/typescript/src/gen/.
 The TypeScript plugin comes from clients/typescript/node_modules (`npm ci`).
 """
 
@@ -24,8 +27,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_DIR = ROOT / "proto"
 GOOGLEAPIS_DIR = ROOT / "third_party" / "googleapis"
-OUT_DIR = ROOT / "clients" / "python" / "src"
-GENERATED_ROOT = "tenantpilot"  # top-level package of the generated code
+PROTOVALIDATE_DIR = ROOT / "third_party" / "protovalidate"
+OUT_DIR = ROOT / "clients" / "python-proto" / "src"
+# Top-level packages of the generated code: ours, and protovalidate's rule
+# messages (imported by ours; google/api comes from googleapis-common-protos).
+GENERATED_ROOTS = ("tenantpilot", "buf")
 TS_OUT = Path("clients") / "typescript" / "src" / "gen"  # as in buf.gen.yaml
 TS_PLUGIN = ROOT / "clients" / "typescript" / "node_modules" / ".bin" / "protoc-gen-es"
 
@@ -33,33 +39,45 @@ TS_PLUGIN = ROOT / "clients" / "typescript" / "node_modules" / ".bin" / "protoc-
 def generate(out: Path) -> None:
     import grpc_tools
 
-    protos = sorted(str(p.relative_to(PROTO_DIR)) for p in PROTO_DIR.rglob("*.proto"))
     wkt_dir = Path(grpc_tools.__file__).parent / "_proto"
     bin_dir = Path(sys.executable).parent
-    cmd = [
+    protoc = [
         sys.executable,
         "-m",
         "grpc_tools.protoc",
         f"-I{PROTO_DIR}",
         f"-I{GOOGLEAPIS_DIR}",
+        f"-I{PROTOVALIDATE_DIR}",
         f"-I{wkt_dir}",
         f"--plugin=protoc-gen-mypy={bin_dir / 'protoc-gen-mypy'}",
-        f"--plugin=protoc-gen-mypy_grpc={bin_dir / 'protoc-gen-mypy_grpc'}",
         f"--python_out={out}",
-        f"--grpc_python_out={out}",
         f"--mypy_out={out}",
-        f"--mypy_grpc_out={out}",
-        *protos,
     ]
-    subprocess.run(cmd, check=True, cwd=PROTO_DIR)
-    # Regular packages (not namespace packages) so that type checkers and
-    # setuptools find them without special configuration.
-    for directory in (out / GENERATED_ROOT).rglob("*"):
-        if directory.is_dir():
-            (directory / "__init__.py").touch()
-    (out / GENERATED_ROOT / "__init__.py").touch()
-    # PEP 561: the .pyi stubs are this package's types.
-    (out / GENERATED_ROOT / "py.typed").touch()
+    ours = sorted(str(p.relative_to(PROTO_DIR)) for p in PROTO_DIR.rglob("*.proto"))
+    subprocess.run(
+        [
+            *protoc,
+            f"--plugin=protoc-gen-mypy_grpc={bin_dir / 'protoc-gen-mypy_grpc'}",
+            f"--grpc_python_out={out}",
+            f"--mypy_grpc_out={out}",
+            *ours,
+        ],
+        check=True,
+        cwd=PROTO_DIR,
+    )
+    # Messages only: protovalidate's file declares no services.
+    rules = [str(p.relative_to(PROTOVALIDATE_DIR)) for p in PROTOVALIDATE_DIR.rglob("*.proto")]
+    rules.sort()
+    subprocess.run([*protoc, *rules], check=True, cwd=PROTOVALIDATE_DIR)
+    for root in GENERATED_ROOTS:
+        # Regular packages (not namespace packages) so that type checkers and
+        # setuptools find them without special configuration.
+        for directory in (out / root).rglob("*"):
+            if directory.is_dir():
+                (directory / "__init__.py").touch()
+        (out / root / "__init__.py").touch()
+        # PEP 561: the .pyi stubs are this package's types.
+        (out / root / "py.typed").touch()
 
 
 def generate_typescript(base: Path) -> Path:
@@ -102,10 +120,8 @@ def main() -> int:
         fresh = Path(tmp) / "python"
         fresh.mkdir()
         generate(fresh)
-        pairs = [
-            (fresh / GENERATED_ROOT, OUT_DIR / GENERATED_ROOT),
-            (generate_typescript(Path(tmp) / "typescript"), ROOT / TS_OUT),
-        ]
+        pairs = [(fresh / root, OUT_DIR / root) for root in GENERATED_ROOTS]
+        pairs.append((generate_typescript(Path(tmp) / "typescript"), ROOT / TS_OUT))
         stale = []
         for new, target in pairs:
             where = target.relative_to(ROOT)

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 
 from runsvc.source.loader import BUILTIN as BUILTIN_SOURCE
+from runsvc.validation import MAX_ITEM_IDS
 
 
 class ConfigError(Exception):
@@ -91,13 +92,23 @@ class Settings:
             tenant_source=os.environ.get("RUNSVC_TENANT_SOURCE") or BUILTIN_SOURCE,
             redispatch_seconds=_float("RUNSVC_REDISPATCH_SECONDS", 30.0),
             reaper_interval_seconds=_float("RUNSVC_REAPER_INTERVAL_SECONDS", 5.0),
-            max_item_ids=_int("RUNSVC_MAX_ITEM_IDS", 10_000),
+            max_item_ids=_max_item_ids(),
             auth_cache_seconds=_float("RUNSVC_AUTH_CACHE_SECONDS", 5.0),
             auth_touch_seconds=_float("RUNSVC_AUTH_TOUCH_SECONDS", 60.0),
             tls_cert=os.environ.get("RUNSVC_TLS_CERT") or None,
             tls_key=os.environ.get("RUNSVC_TLS_KEY") or None,
             tls_client_ca=os.environ.get("RUNSVC_TLS_CLIENT_CA") or None,
         )
+
+
+def _max_item_ids() -> int:
+    """RUNSVC_MAX_ITEM_IDS may lower the contract's ceiling, never raise it."""
+    value = _int("RUNSVC_MAX_ITEM_IDS", MAX_ITEM_IDS)
+    if value > MAX_ITEM_IDS:
+        raise ConfigError(
+            f"RUNSVC_MAX_ITEM_IDS must be at most {MAX_ITEM_IDS} (the contract's limit)"
+        )
+    return value
 
 
 def check_tls(settings: Settings) -> Settings:

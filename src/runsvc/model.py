@@ -58,6 +58,10 @@ class Run:
     started_at: datetime | None
     finished_at: datetime | None
     attempts: int
+    # Operators' extensions: the run this one retries (RetryRun), and when
+    # CancelRun asked it to stop.
+    retry_of_run_id: uuid.UUID | None = None
+    cancel_requested_at: datetime | None = None
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Run:
@@ -80,4 +84,6 @@ class Run:
             started_at=row["started_at"],
             finished_at=row["finished_at"],
             attempts=row["attempts"],
+            retry_of_run_id=row.get("retry_of_run_id"),
+            cancel_requested_at=row.get("cancel_requested_at"),
         )

@@ -1,18 +1,33 @@
-"""Checks of what callers send, before anything is written. Each violation
-names the field (its proto path) and says what is wrong."""
+"""Checks of what callers send, before anything is written. The field limits
+are the protovalidate rules in the proto (the one copy, enforced here by the
+protovalidate library); this module turns their violations into ones that
+name the field by its proto path, and adds the checks that need the
+server's settings."""
 
 from __future__ import annotations
 
-import unicodedata
 import uuid
 from dataclasses import dataclass
 
-from runsvc.model import RunType
+import protovalidate
+from buf.validate import validate_pb2
+from google.protobuf.message import Message
+from tenantpilot.runs.v1 import runs_pb2
 
-MAX_TENANT_LEN = 128
-MAX_TARGET_LEN = 256
-MAX_PAYLOAD_HASH_LEN = 128
-MAX_ITEM_ID_LEN = 256
+# A long list of bad item ids is reported by its first few violations.
+MAX_VIOLATIONS = 10
+
+
+def _field_rules(message: type[Message], field: str) -> validate_pb2.FieldRules:
+    options = message.DESCRIPTOR.fields_by_name[field].GetOptions()
+    return options.Extensions[validate_pb2.field]
+
+
+# Read from the proto's rules, for code that checks such ids outside a
+# request (the seed file) and for the item-id setting's ceiling.
+MAX_TENANT_LEN = _field_rules(runs_pb2.StartRunRequest, "tenant_external_id").string.max_len
+MAX_TARGET_LEN = _field_rules(runs_pb2.RunStartRequest, "target_object_id").string.max_len
+MAX_ITEM_IDS = _field_rules(runs_pb2.ItemIdList, "values").repeated.max_items
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,52 +42,49 @@ class InvalidArgument(Exception):
         super().__init__("; ".join(f"{v.field}: {v.description}" for v in violations))
 
 
-def _has_control(value: str) -> bool:
-    return any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value)
+_validator = protovalidate.Validator()
 
 
-def _text(
-    violations: list[FieldViolation], field: str, value: str, *, max_len: int, required: bool
-) -> None:
-    if required and not value:
-        violations.append(FieldViolation(field, "is required"))
-    elif len(value) > max_len:
-        violations.append(FieldViolation(field, f"must be at most {max_len} characters"))
-    elif _has_control(value):
-        violations.append(FieldViolation(field, "must not contain control characters"))
+def _path(violation: protovalidate.Violation) -> str:
+    """The violated field's proto path, `options.item_ids[3]`. ItemIdList is
+    the contract's nullable array, so its `values` wrapper leaves no trace.
+    A message rule names its field by its id up to the last dot."""
+    field = violation.proto.field
+    if field is None or not field.elements:
+        return violation.proto.rule_id.rpartition(".")[0]
+    parts: list[str] = []
+    for element in field.elements:
+        if not (element.field_name == "values" and parts and parts[-1] == "item_ids"):
+            parts.append(element.field_name)
+        subscript = element.subscript
+        if subscript is not None:
+            value = subscript.value
+            parts[-1] += f"[{value}]" if isinstance(value, int) else f"[{value!r}]"
+    return ".".join(parts)
 
 
-def _run_type(violations: list[FieldViolation], value: str) -> None:
-    if value not in RunType.__members__.values():
-        known = ", ".join(sorted(t.value for t in RunType))
-        shown = value[:64] if not _has_control(value) else "(unprintable)"
-        violations.append(FieldViolation("run_type", f"unknown run type {shown!r}; one of {known}"))
-
-
-def check_address(tenant: str, run_type: str) -> None:
-    """The tenant and run type every RPC carries."""
-    violations: list[FieldViolation] = []
-    _text(violations, "tenant_external_id", tenant, max_len=MAX_TENANT_LEN, required=True)
-    _run_type(violations, run_type)
-    if violations:
-        raise InvalidArgument(violations)
+def check_request(message: Message) -> None:
+    """Raises InvalidArgument when the message breaks a rule of the proto."""
+    found = _validator.collect_violations(message)
+    if found:
+        raise InvalidArgument(
+            [FieldViolation(_path(v), v.proto.message) for v in found[:MAX_VIOLATIONS]]
+        )
 
 
 def check_tenant(tenant: str, field: str = "tenant_external_id") -> None:
-    """A tenant id on its own (token grants, audit queries)."""
-    violations: list[FieldViolation] = []
-    _text(violations, field, tenant, max_len=MAX_TENANT_LEN, required=True)
-    if violations:
-        raise InvalidArgument(violations)
-
-
-def check_run_id(value: str) -> uuid.UUID:
+    """A tenant id on its own (token grants), by the proto's rules for it."""
     try:
-        if len(value) <= 36:
-            return uuid.UUID(value)
-    except ValueError:
-        pass
-    raise InvalidArgument([FieldViolation("run_id", "must be a run id (a UUID)")])
+        check_request(runs_pb2.ListRunsRequest(tenant_external_id=tenant))
+    except InvalidArgument as error:
+        raise InvalidArgument(
+            [FieldViolation(field, v.description) for v in error.violations]
+        ) from None
+
+
+def run_id_of(request: Message) -> uuid.UUID:
+    """The run id of a checked request (its rule says it is a UUID)."""
+    return uuid.UUID(request.run_id)  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,50 +94,22 @@ class StartOptions:
     item_ids: list[str] | None  # deduplicated, order kept; None: default set
 
 
-def check_start_options(
-    target_object_id: str | None,
-    payload_hash: str | None,
-    item_ids: list[str] | None,
-    *,
-    max_item_ids: int,
-) -> StartOptions:
-    violations: list[FieldViolation] = []
-    if target_object_id is not None:
-        _text(
-            violations,
-            "options.target_object_id",
-            target_object_id,
-            max_len=MAX_TARGET_LEN,
-            required=False,
-        )
-    if payload_hash is not None:
-        _text(
-            violations,
-            "options.payload_hash",
-            payload_hash,
-            max_len=MAX_PAYLOAD_HASH_LEN,
-            required=False,
-        )
-    unique: list[str] | None = None
-    if item_ids is not None:
-        if len(item_ids) > max_item_ids:
-            violations.append(
+def start_options(request: runs_pb2.StartRunRequest, *, max_item_ids: int) -> StartOptions:
+    """The options of a checked StartRunRequest; `max_item_ids` is the
+    server's setting, at most the proto's ceiling."""
+    opts = request.options
+    item_ids = list(opts.item_ids.values) if opts.HasField("item_ids") else None
+    if item_ids is not None and len(item_ids) > max_item_ids:
+        raise InvalidArgument(
+            [
                 FieldViolation(
-                    "options.item_ids", f"must hold at most {max_item_ids} ids, got {len(item_ids)}"
+                    "options.item_ids",
+                    f"must contain no more than {max_item_ids} item(s), got {len(item_ids)}",
                 )
-            )
-        else:
-            for index, item_id in enumerate(item_ids):
-                _text(
-                    violations,
-                    f"options.item_ids[{index}]",
-                    item_id,
-                    max_len=MAX_ITEM_ID_LEN,
-                    required=True,
-                )
-                if len(violations) >= 10:
-                    break  # enough to act on; the list may be long
-            unique = list(dict.fromkeys(item_ids))
-    if violations:
-        raise InvalidArgument(violations)
-    return StartOptions(target_object_id, payload_hash, unique)
+            ]
+        )
+    return StartOptions(
+        opts.target_object_id if opts.HasField("target_object_id") else None,
+        opts.payload_hash if opts.HasField("payload_hash") else None,
+        list(dict.fromkeys(item_ids)) if item_ids is not None else None,
+    )

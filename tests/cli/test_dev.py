@@ -127,7 +127,8 @@ def test_dev_runs_everything_and_stops_cleanly_keeping_data(tmp_path, log_dir):
         assert response.json()["counts"] == {"total": 6, "succeeded": 6, "failed": 0}
         # The console is served by the same gateway, at the line's address.
         assert f"console   {http_url}/admin/ui/" in output
-        assert "<title>runsvc console</title>" in httpx.get(f"{http_url}/admin/ui/", timeout=10).text
+        console = httpx.get(f"{http_url}/admin/ui/", timeout=10)
+        assert "<title>runsvc console</title>" in console.text
         children = psutil.Process(dev.pid).children(recursive=True)
         assert children and postgres_processes(data_dir)
     finally:

@@ -19,8 +19,8 @@ PROTO = Path("proto/tenantpilot/runs/v1/runs.proto")
 
 CHANGES = {
     "renumbered field": (
-        "  optional string payload_hash = 2;",
-        "  optional string payload_hash = 12;",
+        "  optional string payload_hash = 2 [",
+        "  optional string payload_hash = 12 [",
     ),
     "changed type": ("  int64 version = 10;", "  string version = 10;"),
     "removed rpc": ("  rpc GetRun(GetRunRequest)", "  rpc GetRunGone(GetRunRequest)"),

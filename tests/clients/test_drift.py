@@ -14,7 +14,7 @@ import pytest
 from tests.clients.node import TS_DIR, npm_ci
 from tests.conftest import PROJECT_ROOT
 
-PY_GEN = Path("clients/python/src/tenantpilot/runs/v1")
+PY_GEN = Path("clients/python-proto/src/tenantpilot/runs/v1")
 TS_GEN = Path("clients/typescript/src/gen/tenantpilot/runs/v1")
 
 
@@ -22,7 +22,7 @@ TS_GEN = Path("clients/typescript/src/gen/tenantpilot/runs/v1")
 def tree(tmp_path: Path) -> Path:
     npm_ci()
     root = tmp_path / "tree"
-    for name in ("proto", "third_party", "scripts", "clients/python/src/tenantpilot"):
+    for name in ("proto", "third_party", "scripts", "clients/python-proto/src"):
         shutil.copytree(PROJECT_ROOT / name, root / name, ignore=shutil.ignore_patterns("__py*"))
     shutil.copytree(TS_DIR / "src" / "gen", root / "clients/typescript/src/gen")
     for name in ("buf.yaml", "buf.gen.yaml"):

@@ -67,8 +67,10 @@ def test_other_payload_hash_or_target_gives_another_run(idle_stub, tenant):
 
 
 def test_absent_and_empty_target_share_a_key(idle_stub, tenant):
-    first = start(idle_stub, tenant.external_id, "restore_preview", payload_hash="same")
-    second = start(idle_stub, tenant.external_id, "restore_preview", target="", payload_hash="same")
+    first = start(idle_stub, tenant.external_id, "snapshot_capture", payload_hash="same")
+    second = start(
+        idle_stub, tenant.external_id, "snapshot_capture", target="", payload_hash="same"
+    )
     assert second.reused and second.run.id == first.run.id
 
 

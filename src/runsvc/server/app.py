@@ -23,6 +23,7 @@ from runsvc.broker import Dispatcher, build_broker
 from runsvc.config import Settings
 from runsvc.redact import describe_exception
 from runsvc.server.auth import Authenticator, AuthInterceptor
+from runsvc.server.decode import DecodeInterceptor
 from runsvc.server.servicer import RunService
 from runsvc.server.watch_hub import WatchHub
 
@@ -56,7 +57,8 @@ async def start_server(
     *,
     interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
 ) -> RunningServer:
-    """Starts the server; authentication always runs first, then `interceptors`."""
+    """Starts the server; an unparsable request is refused first, then
+    authentication runs, then `interceptors`."""
     pool = AsyncConnectionPool(
         settings.database_url,
         min_size=2,
@@ -93,7 +95,9 @@ async def start_server(
         cache_seconds=settings.auth_cache_seconds,
         touch_seconds=settings.auth_touch_seconds,
     )
-    server = grpc.aio.server(interceptors=[AuthInterceptor(authenticator), *interceptors])
+    server = grpc.aio.server(
+        interceptors=[DecodeInterceptor(), AuthInterceptor(authenticator), *interceptors]
+    )
     runs_pb2_grpc.add_RunServiceServicer_to_server(
         RunService(
             pool,

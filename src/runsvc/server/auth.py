@@ -35,11 +35,15 @@ log = logging.getLogger(__name__)
 
 _SERVICE = "/tenantpilot.runs.v1.RunService/"
 # The role each method needs. A method missing here is refused, so a new
-# RPC (CancelRun: operator) is closed until it is listed.
+# RPC is closed until it is listed.
 METHOD_ROLES: dict[str, Role] = {
     f"{_SERVICE}StartRun": Role.OPERATOR,
     f"{_SERVICE}GetRun": Role.VIEWER,
     f"{_SERVICE}WatchRun": Role.VIEWER,
+    f"{_SERVICE}ListRuns": Role.VIEWER,
+    f"{_SERVICE}ListRunItems": Role.VIEWER,
+    f"{_SERVICE}CancelRun": Role.OPERATOR,
+    f"{_SERVICE}RetryRun": Role.OPERATOR,
     f"{_SERVICE}GetCaller": Role.VIEWER,
 }
 # Methods that address no tenant (they describe the caller itself): the

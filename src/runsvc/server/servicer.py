@@ -5,14 +5,22 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 
 import grpc
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from tenantpilot.runs.v1 import runs_pb2, runs_pb2_grpc
 
-from runsvc.model import Run, RunType
+from runsvc.model import Run, RunType, SafeError
+from runsvc.server import page_tokens
 from runsvc.server.auth import current_principal
-from runsvc.server.convert import run_to_proto
+from runsvc.server.convert import (
+    OUTCOME_FROM_PROTO,
+    STATUS_FROM_PROTO,
+    item_to_proto,
+    run_to_proto,
+)
 from runsvc.server.status import status_from_errors
 from runsvc.server.watch_hub import WatchHub
 from runsvc.store import auth as auth_store
@@ -23,10 +31,17 @@ from runsvc.tokens import Role
 from runsvc.validation import (
     FieldViolation,
     InvalidArgument,
-    check_address,
-    check_run_id,
-    check_start_options,
+    check_request,
+    run_id_of,
+    start_options,
 )
+from runsvc.worker import safe_errors
+
+# ListRuns and ListRunItems: page_size 0 means the default; larger than the
+# most is the most (AIP-158).
+RUNS_PAGE_DEFAULT = 50
+ITEMS_PAGE_DEFAULT = 100
+PAGE_MAX = 1000
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +71,8 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
         self, request: runs_pb2.StartRunRequest, context: grpc.aio.ServicerContext
     ) -> runs_pb2.StartRunResponse:
         async with status_from_errors(context):
-            check_address(request.tenant_external_id, request.run_type)
-            opts = request.options
-            options = check_start_options(
-                opts.target_object_id if opts.HasField("target_object_id") else None,
-                opts.payload_hash if opts.HasField("payload_hash") else None,
-                list(opts.item_ids.values) if opts.HasField("item_ids") else None,
-                max_item_ids=self._max_item_ids,
-            )
+            check_request(request)
+            options = start_options(request, max_item_ids=self._max_item_ids)
             new = store.NewRun(
                 tenant_external_id=request.tenant_external_id,
                 run_type=RunType(request.run_type),
@@ -71,24 +80,13 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
                 payload_hash=options.payload_hash,
                 item_ids=options.item_ids,
             )
-            caller = current_principal()
             with translate_errors():
                 # The run and its audit record commit together, or neither does.
                 async with self._pool.connection() as conn, conn.transaction():
                     run, reused = await store.run_insert_or_reuse(
                         conn, new, redispatch_after=self._redispatch_seconds
                     )
-                    await auth_store.audit_insert(
-                        conn,
-                        AuditEvent(
-                            action="run.start",
-                            token_name=caller.name if caller else "-",
-                            tenant_external_id=run.tenant_external_id,
-                            run_id=run.id,
-                            run_type=run.run_type.value,
-                            reused=reused,
-                        ),
-                    )
+                    await _audit(conn, "run.start", run, reused=reused)
             if not reused:
                 # After commit; if this message is lost the reaper sends it again.
                 self._dispatch(run.id)
@@ -107,10 +105,8 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
         self, request: runs_pb2.WatchRunRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[runs_pb2.WatchRunResponse]:
         async with status_from_errors(context):
-            check_address(request.tenant_external_id, request.run_type)
-            run_id = check_run_id(request.run_id)
-            if request.HasField("after_version") and request.after_version < 0:
-                raise InvalidArgument([FieldViolation("after_version", "must not be negative")])
+            check_request(request)
+            run_id = run_id_of(request)
             sent_version = request.after_version if request.HasField("after_version") else 0
             async with self._hub.watch(run_id) as watcher:
                 current = await self._find(request)
@@ -151,8 +147,8 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
         )
 
     async def _find(self, request: runs_pb2.GetRunRequest | runs_pb2.WatchRunRequest) -> Run | None:
-        check_address(request.tenant_external_id, request.run_type)
-        run_id = check_run_id(request.run_id)
+        check_request(request)
+        run_id = run_id_of(request)
         with translate_errors():
             async with self._pool.connection() as conn:
                 return await store.run_get(
@@ -161,3 +157,169 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
                     run_type=request.run_type,
                     run_id=run_id,
                 )
+
+    # -- operators' extensions --
+
+    async def ListRuns(
+        self, request: runs_pb2.ListRunsRequest, context: grpc.aio.ServicerContext
+    ) -> runs_pb2.ListRunsResponse:
+        async with status_from_errors(context):
+            check_request(request)
+            selection = store.RunFilter(
+                tenant_external_id=request.tenant_external_id,
+                run_types=sorted(set(request.run_types)) or None,
+                statuses=sorted({STATUS_FROM_PROTO[s].value for s in request.statuses}) or None,
+                target_object_id=(
+                    request.target_object_id if request.HasField("target_object_id") else None
+                ),
+                created_after=_when(request, "created_after"),
+                created_before=_when(request, "created_before"),
+            )
+            listing = page_tokens.listing("runs", selection)
+            after = _run_position(page_tokens.decode(request.page_token, listing))
+            size = _page_size(request.page_size, RUNS_PAGE_DEFAULT)
+            with translate_errors():
+                async with self._pool.connection() as conn:
+                    # One more than the page: whether another page follows.
+                    runs = await store.run_list(conn, selection, after=after, limit=size + 1)
+            response = runs_pb2.ListRunsResponse(runs=[run_to_proto(r) for r in runs[:size]])
+            if len(runs) > size:
+                last = runs[size - 1]
+                response.next_page_token = page_tokens.encode(
+                    [last.created_at.isoformat(), str(last.id)], listing
+                )
+            return response
+
+    async def ListRunItems(
+        self, request: runs_pb2.ListRunItemsRequest, context: grpc.aio.ServicerContext
+    ) -> runs_pb2.ListRunItemsResponse:
+        async with status_from_errors(context):
+            check_request(request)
+            run_id = run_id_of(request)
+            outcomes = sorted({OUTCOME_FROM_PROTO[o] for o in request.outcomes}) or None
+            listing = page_tokens.listing("items", str(run_id), outcomes)
+            position = page_tokens.decode(request.page_token, listing)
+            if position is not None and not (
+                len(position) == 1 and isinstance(position[0], int) and position[0] >= 0
+            ):
+                raise page_tokens.bad_position()
+            size = _page_size(request.page_size, ITEMS_PAGE_DEFAULT)
+            with translate_errors():
+                async with self._pool.connection() as conn:
+                    run = await store.run_get(
+                        conn,
+                        tenant=request.tenant_external_id,
+                        run_type=request.run_type,
+                        run_id=run_id,
+                    )
+                    if run is None:
+                        await context.abort(grpc.StatusCode.NOT_FOUND, "run not found")
+                    items = await store.run_items_page(
+                        conn,
+                        run_id,
+                        outcomes=outcomes,
+                        after_position=position[0] if position else -1,
+                        limit=size + 1,
+                    )
+            response = runs_pb2.ListRunItemsResponse(items=[item_to_proto(i) for i in items[:size]])
+            if len(items) > size:
+                response.next_page_token = page_tokens.encode([items[size - 1].position], listing)
+            return response
+
+    async def CancelRun(
+        self, request: runs_pb2.CancelRunRequest, context: grpc.aio.ServicerContext
+    ) -> runs_pb2.CancelRunResponse:
+        async with status_from_errors(context):
+            check_request(request)
+            run_id = run_id_of(request)
+            address = {
+                "tenant": request.tenant_external_id,
+                "run_type": request.run_type,
+                "run_id": run_id,
+            }
+            with translate_errors():
+                async with self._pool.connection() as conn, conn.transaction():
+                    run = await store.run_cancel(
+                        conn, **address, safe_error=SafeError(safe_errors.CANCELLED, {})
+                    )
+                    if run is None:
+                        run = await store.run_get(conn, **address)
+                        if run is None:
+                            await context.abort(grpc.StatusCode.NOT_FOUND, "run not found")
+                        if run.safe_error is None or run.safe_error.code != safe_errors.CANCELLED:
+                            await context.abort(
+                                grpc.StatusCode.FAILED_PRECONDITION,
+                                f"the run has already ended ({run.status}); "
+                                "only queued and running runs can be cancelled",
+                            )
+                    await _audit(conn, "run.cancel", run)
+            return runs_pb2.CancelRunResponse(run=run_to_proto(run))
+
+    async def RetryRun(
+        self, request: runs_pb2.RetryRunRequest, context: grpc.aio.ServicerContext
+    ) -> runs_pb2.RetryRunResponse:
+        async with status_from_errors(context):
+            check_request(request)
+            with translate_errors():
+                async with self._pool.connection() as conn, conn.transaction():
+                    source = await store.run_get(
+                        conn,
+                        tenant=request.tenant_external_id,
+                        run_type=request.run_type,
+                        run_id=run_id_of(request),
+                    )
+                    if source is None:
+                        await context.abort(grpc.StatusCode.NOT_FOUND, "run not found")
+                    if not source.status.terminal or source.safe_error is None:
+                        await context.abort(
+                            grpc.StatusCode.FAILED_PRECONDITION,
+                            f"the run is {source.status}: only a failed or partial run "
+                            "can be retried",
+                        )
+                    run, reused = await store.run_retry_insert_or_reuse(
+                        conn, source, redispatch_after=self._redispatch_seconds
+                    )
+                    await _audit(conn, "run.retry", run, reused=reused)
+            if not reused:
+                self._dispatch(run.id)
+            return runs_pb2.RetryRunResponse(reused=reused, run=run_to_proto(run))
+
+
+async def _audit(
+    conn: AsyncConnection, action: str, run: Run, *, reused: bool | None = None
+) -> None:
+    caller = current_principal()
+    await auth_store.audit_insert(
+        conn,
+        AuditEvent(
+            action=action,
+            token_name=caller.name if caller else "-",
+            tenant_external_id=run.tenant_external_id,
+            run_id=run.id,
+            run_type=run.run_type.value,
+            reused=reused,
+        ),
+    )
+
+
+def _page_size(requested: int, default: int) -> int:
+    return default if requested == 0 else min(requested, PAGE_MAX)
+
+
+def _when(request: runs_pb2.ListRunsRequest, field: str) -> datetime | None:
+    if not request.HasField(field):
+        return None
+    try:
+        return getattr(request, field).ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise InvalidArgument([FieldViolation(field, "is not a valid time")]) from None
+
+
+def _run_position(position: list | None) -> tuple[datetime, uuid.UUID] | None:
+    if position is None:
+        return None
+    try:
+        created_at, run_id = position
+        return datetime.fromisoformat(created_at), uuid.UUID(run_id)
+    except (ValueError, TypeError):
+        raise page_tokens.bad_position() from None

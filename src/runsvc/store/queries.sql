@@ -281,3 +281,112 @@ FROM audit_events
 WHERE tenant_external_id = %(tenant)s
 ORDER BY occurred_at DESC, id DESC
 LIMIT %(limit)s;
+
+-- --- Operators' extensions: list, cancel, retry ---------------------------
+
+-- name: run_list
+-- One page of a tenant's runs, newest first, after the keyset position
+-- (created_at, id) of the previous page's last run. The position and the
+-- created range are index conditions even in a generic plan (coalesce, not
+-- "IS NULL OR"); type, status and target filter the rows of that range.
+SELECT * FROM runs
+WHERE tenant_external_id = %(tenant)s
+  AND (created_at, id) < (coalesce(%(after_created_at)s::timestamptz, 'infinity'),
+                          coalesce(%(after_id)s::uuid, 'ffffffff-ffff-ffff-ffff-ffffffffffff'))
+  AND created_at >= coalesce(%(created_after)s::timestamptz, '-infinity')
+  AND created_at < coalesce(%(created_before)s::timestamptz, 'infinity')
+  AND (%(run_types)s::text[] IS NULL OR run_type = ANY(%(run_types)s::text[]))
+  AND (%(statuses)s::text[] IS NULL OR status = ANY(%(statuses)s::text[]))
+  AND (%(target_object_id)s::text IS NULL OR target_object_id = %(target_object_id)s::text)
+ORDER BY created_at DESC, id DESC
+LIMIT %(limit)s;
+
+-- name: run_items_page
+-- One page of a run's items in order, after the previous page's last
+-- position; an item without an outcome is 'pending'.
+SELECT position, item_id, outcome, error_code, detail, finished_at FROM run_items
+WHERE run_id = %(run_id)s
+  AND position > %(after_position)s
+  AND (%(outcomes)s::text[] IS NULL OR coalesce(outcome, 'pending') = ANY(%(outcomes)s::text[]))
+ORDER BY position
+LIMIT %(limit)s;
+
+-- name: run_cancel
+-- CancelRun in one statement that decides by the status it finds under the
+-- row lock, so a worker claiming the run at the same moment is either
+-- before it (the run is running: it gets cancel_requested_at, and the worker
+-- stops at its next batch boundary) or after it (the run is failed: the
+-- claim finds nothing). A queued run ends failed/CANCELLED at once: items
+-- it never attempted fail with CANCELLED (its requested items are written
+-- as such; items written before, when it ran earlier, keep their outcome),
+-- so succeeded + failed = total. Asking again changes nothing.
+WITH cancelled AS (
+    UPDATE runs
+    SET status = CASE WHEN status = 'queued' THEN 'failed' ELSE status END,
+        failed = CASE WHEN status = 'queued' THEN total - succeeded ELSE failed END,
+        safe_error = CASE WHEN status = 'queued' THEN %(safe_error)s::jsonb ELSE safe_error END,
+        finished_at = CASE WHEN status = 'queued' THEN now() ELSE finished_at END,
+        items_resolved = items_resolved OR status = 'queued',
+        lease_owner = CASE WHEN status = 'queued' THEN NULL ELSE lease_owner END,
+        lease_expires_at = CASE WHEN status = 'queued' THEN NULL ELSE lease_expires_at END,
+        cancel_requested_at = coalesce(cancel_requested_at, now()),
+        version = version + CASE
+            WHEN status = 'queued' OR cancel_requested_at IS NULL THEN 1 ELSE 0 END
+    WHERE id = %(run_id)s AND tenant_external_id = %(tenant)s AND run_type = %(run_type)s
+      AND status IN ('queued', 'running')
+    RETURNING *
+),
+requested AS (
+    INSERT INTO run_items (run_id, position, item_id, outcome, error_code, finished_at)
+    SELECT c.id, t.position - 1, t.item_id, 'failed', %(error_code)s, now()
+    FROM cancelled c,
+         unnest(c.requested_item_ids) WITH ORDINALITY AS t(item_id, position)
+    WHERE c.status = 'failed'
+    ON CONFLICT (run_id, position) DO NOTHING
+),
+written AS (
+    UPDATE run_items
+    SET outcome = 'failed', error_code = %(error_code)s, finished_at = now()
+    WHERE run_id IN (SELECT id FROM cancelled WHERE status = 'failed') AND outcome IS NULL
+)
+SELECT * FROM cancelled;
+
+-- name: run_retry_insert_or_reuse
+-- RetryRun: a queued run of the retried run's tenant, type, target and
+-- payload hash over its failed items, copied here (any number of them);
+-- a run that failed before its items were known retries what it was asked.
+-- Dedupe as in run_insert_or_reuse: no row means the conflicting active run
+-- was not visible yet, and the caller runs it again.
+WITH source AS (
+    SELECT s.*,
+           CASE WHEN s.items_resolved THEN (
+               SELECT coalesce(array_agg(ri.item_id ORDER BY ri.position), '{}')
+               FROM run_items ri
+               WHERE ri.run_id = s.id AND ri.outcome = 'failed')
+           ELSE s.requested_item_ids END AS retry_item_ids
+    FROM runs s
+    WHERE s.id = %(run_id)s AND s.tenant_external_id = %(tenant)s AND s.run_type = %(run_type)s
+      AND s.status IN ('succeeded', 'partial', 'failed')
+),
+inserted AS (
+    INSERT INTO runs (tenant_external_id, run_type, target_object_id, payload_hash,
+                      requested_item_ids, total, dispatch_due_at, retry_of_run_id)
+    SELECT tenant_external_id, run_type, target_object_id, payload_hash,
+           retry_item_ids, coalesce(cardinality(retry_item_ids), 0),
+           now() + make_interval(secs => %(redispatch_after)s), id
+    FROM source
+    ON CONFLICT (tenant_external_id, run_type, coalesce(target_object_id, ''), coalesce(payload_hash, ''))
+        WHERE status IN ('queued', 'running')
+        DO NOTHING
+    RETURNING *
+)
+SELECT inserted.*, false AS reused FROM inserted
+UNION ALL
+SELECT runs.*, true AS reused
+FROM runs, source
+WHERE NOT EXISTS (SELECT 1 FROM inserted)
+  AND runs.tenant_external_id = source.tenant_external_id
+  AND runs.run_type = source.run_type
+  AND coalesce(runs.target_object_id, '') = coalesce(source.target_object_id, '')
+  AND coalesce(runs.payload_hash, '') = coalesce(source.payload_hash, '')
+  AND runs.status IN ('queued', 'running');

@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from psycopg import AsyncConnection, Connection
@@ -63,9 +64,15 @@ async def run_insert_or_reuse(
         "item_ids": new.item_ids,
         "redispatch_after": redispatch_after,
     }
+    return await _insert_or_reuse(conn, "run_insert_or_reuse", params)
+
+
+async def _insert_or_reuse(
+    conn: AsyncConnection, query: str, params: dict[str, Any]
+) -> tuple[Run, bool]:
     async with conn.cursor(row_factory=dict_row) as cur:
         for _ in range(_INSERT_ATTEMPTS):
-            await cur.execute(QUERIES["run_insert_or_reuse"], params)
+            await cur.execute(QUERIES[query], params)
             row = await cur.fetchone()
             if row is not None:
                 return Run.from_row(row), row["reused"]
@@ -212,3 +219,122 @@ def run_redispatch_due(conn: Connection, *, limit: int, redispatch_after: float)
         QUERIES["run_redispatch_due"], {"limit": limit, "redispatch_after": redispatch_after}
     ).fetchall()
     return [run_id for (run_id,) in rows]
+
+
+# --- operators' extensions (async, server side) ------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    """Which of a tenant's runs ListRuns returns; None means any."""
+
+    tenant_external_id: str
+    run_types: list[str] | None = None
+    statuses: list[str] | None = None
+    target_object_id: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunItem:
+    position: int
+    item_id: str
+    outcome: str  # pending, succeeded, failed
+    error_code: str | None
+    detail: dict[str, Any] | None
+    finished_at: datetime | None
+
+
+async def run_list(
+    conn: AsyncConnection,
+    selection: RunFilter,
+    *,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[Run]:
+    """Runs newest first, after the keyset position `after` (created_at, id)."""
+    params = {
+        "tenant": selection.tenant_external_id,
+        "run_types": selection.run_types,
+        "statuses": selection.statuses,
+        "target_object_id": selection.target_object_id,
+        "created_after": selection.created_after,
+        "created_before": selection.created_before,
+        "after_created_at": after[0] if after else None,
+        "after_id": after[1] if after else None,
+        "limit": limit,
+    }
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(QUERIES["run_list"], params)
+        return [Run.from_row(row) for row in await cur.fetchall()]
+
+
+async def run_items_page(
+    conn: AsyncConnection,
+    run_id: uuid.UUID,
+    *,
+    outcomes: list[str] | None,
+    after_position: int,
+    limit: int,
+) -> list[RunItem]:
+    params = {
+        "run_id": run_id,
+        "outcomes": outcomes,
+        "after_position": after_position,
+        "limit": limit,
+    }
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(QUERIES["run_items_page"], params)
+        rows = await cur.fetchall()
+    return [
+        RunItem(
+            position=row["position"],
+            item_id=row["item_id"],
+            outcome=row["outcome"] or "pending",
+            error_code=row["error_code"],
+            detail=row["detail"],
+            finished_at=row["finished_at"],
+        )
+        for row in rows
+    ]
+
+
+async def run_cancel(
+    conn: AsyncConnection,
+    *,
+    tenant: str,
+    run_type: str,
+    run_id: uuid.UUID,
+    safe_error: SafeError,
+) -> Run | None:
+    """Cancels an active run (see the query); None when the run is not
+    active (terminal, or not this tenant's and type's)."""
+    params = {
+        "tenant": tenant,
+        "run_type": run_type,
+        "run_id": run_id,
+        "safe_error": Jsonb(safe_error.to_json()),
+        "error_code": safe_error.code,
+    }
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(QUERIES["run_cancel"], params)
+        row = await cur.fetchone()
+    return Run.from_row(row) if row else None
+
+
+async def run_retry_insert_or_reuse(
+    conn: AsyncConnection,
+    source: Run,
+    *,
+    redispatch_after: float,
+) -> tuple[Run, bool]:
+    """A new run over the failed items of the terminal run `source`, or the
+    active run with the same dedupe key. Returns (run, reused)."""
+    params = {
+        "tenant": source.tenant_external_id,
+        "run_type": source.run_type.value,
+        "run_id": source.id,
+        "redispatch_after": redispatch_after,
+    }
+    return await _insert_or_reuse(conn, "run_retry_insert_or_reuse", params)

@@ -14,6 +14,8 @@ INTERNAL_ERROR = "INTERNAL_ERROR"
 SOURCE_UNAVAILABLE = "SOURCE_UNAVAILABLE"
 ATTEMPTS_EXHAUSTED = "RUN_ATTEMPTS_EXHAUSTED"
 TENANT_NOT_FOUND = "TENANT_NOT_FOUND"
+# CancelRun: the run's code, and that of every item it left unattempted.
+CANCELLED = "CANCELLED"
 
 _CODE = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 

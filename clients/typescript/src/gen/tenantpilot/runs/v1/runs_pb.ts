@@ -4,16 +4,18 @@
 
 import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import { file_buf_validate_validate } from "../../../buf/validate/validate_pb.js";
 import { file_google_api_annotations } from "../../../google/api/annotations_pb.js";
 import type { Timestamp } from "@bufbuild/protobuf/wkt";
 import { file_google_protobuf_struct, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import { file_tenantpilot_runs_v1_rules } from "./rules_pb.js";
 import type { JsonObject, Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file tenantpilot/runs/v1/runs.proto.
  */
 export const file_tenantpilot_runs_v1_runs: GenFile = /*@__PURE__*/
-  fileDesc("Ch50ZW5hbnRwaWxvdC9ydW5zL3YxL3J1bnMucHJvdG8SE3RlbmFudHBpbG90LnJ1bnMudjEipAEKD1J1blN0YXJ0UmVxdWVzdBIdChB0YXJnZXRfb2JqZWN0X2lkGAEgASgJSACIAQESGQoMcGF5bG9hZF9oYXNoGAIgASgJSAGIAQESMQoIaXRlbV9pZHMYAyABKAsyHy50ZW5hbnRwaWxvdC5ydW5zLnYxLkl0ZW1JZExpc3RCEwoRX3RhcmdldF9vYmplY3RfaWRCDwoNX3BheWxvYWRfaGFzaCIcCgpJdGVtSWRMaXN0Eg4KBnZhbHVlcxgBIAMoCSJ2Cg9TdGFydFJ1blJlcXVlc3QSGgoSdGVuYW50X2V4dGVybmFsX2lkGAEgASgJEhAKCHJ1bl90eXBlGAIgASgJEjUKB29wdGlvbnMYAyABKAsyJC50ZW5hbnRwaWxvdC5ydW5zLnYxLlJ1blN0YXJ0UmVxdWVzdCJPChBTdGFydFJ1blJlc3BvbnNlEg4KBnJldXNlZBgBIAEoCBIrCgNydW4YAiABKAsyHi50ZW5hbnRwaWxvdC5ydW5zLnYxLlJ1blJlY29yZCJNCg1HZXRSdW5SZXF1ZXN0EhoKEnRlbmFudF9leHRlcm5hbF9pZBgBIAEoCRIQCghydW5fdHlwZRgCIAEoCRIOCgZydW5faWQYAyABKAkiPQoOR2V0UnVuUmVzcG9uc2USKwoDcnVuGAEgASgLMh4udGVuYW50cGlsb3QucnVucy52MS5SdW5SZWNvcmQifQoPV2F0Y2hSdW5SZXF1ZXN0EhoKEnRlbmFudF9leHRlcm5hbF9pZBgBIAEoCRIQCghydW5fdHlwZRgCIAEoCRIOCgZydW5faWQYAyABKAkSGgoNYWZ0ZXJfdmVyc2lvbhgEIAEoA0gAiAEBQhAKDl9hZnRlcl92ZXJzaW9uIj8KEFdhdGNoUnVuUmVzcG9uc2USKwoDcnVuGAEgASgLMh4udGVuYW50cGlsb3QucnVucy52MS5SdW5SZWNvcmQi9wIKCVJ1blJlY29yZBIKCgJpZBgBIAEoCRIaChJ0ZW5hbnRfZXh0ZXJuYWxfaWQYAiABKAkSDAoEdHlwZRgDIAEoCRIuCgZzdGF0dXMYBCABKA4yHi50ZW5hbnRwaWxvdC5ydW5zLnYxLlJ1blN0YXR1cxIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoGY291bnRzGAggASgLMh4udGVuYW50cGlsb3QucnVucy52MS5SdW5Db3VudHMSMgoKc2FmZV9lcnJvchgJIAEoCzIeLnRlbmFudHBpbG90LnJ1bnMudjEuU2FmZUVycm9yEg8KB3ZlcnNpb24YCiABKAMiPQoJUnVuQ291bnRzEg0KBXRvdGFsGAEgASgNEhEKCXN1Y2NlZWRlZBgCIAEoDRIOCgZmYWlsZWQYAyABKA0iQwoJU2FmZUVycm9yEgwKBGNvZGUYASABKAkSKAoHY29udGV4dBgCIAEoCzIXLmdvb2dsZS5wcm90b2J1Zi5TdHJ1Y3QiEgoQR2V0Q2FsbGVyUmVxdWVzdCJ8ChFHZXRDYWxsZXJSZXNwb25zZRISCgp0b2tlbl9uYW1lGAEgASgJEi0KBHJvbGUYAiABKA4yHy50ZW5hbnRwaWxvdC5ydW5zLnYxLkNhbGxlclJvbGUSEwoLYWxsX3RlbmFudHMYAyABKAgSDwoHdGVuYW50cxgEIAMoCSqfAQoJUnVuU3RhdHVzEhoKFlJVTl9TVEFUVVNfVU5TUEVDSUZJRUQQABIVChFSVU5fU1RBVFVTX1FVRVVFRBABEhYKElJVTl9TVEFUVVNfUlVOTklORxACEhgKFFJVTl9TVEFUVVNfU1VDQ0VFREVEEAMSFQoRUlVOX1NUQVRVU19GQUlMRUQQBBIWChJSVU5fU1RBVFVTX1BBUlRJQUwQBSpbCgpDYWxsZXJSb2xlEhsKF0NBTExFUl9ST0xFX1VOU1BFQ0lGSUVEEAASFgoSQ0FMTEVSX1JPTEVfVklFV0VSEAESGAoUQ0FMTEVSX1JPTEVfT1BFUkFUT1IQAjLZBAoKUnVuU2VydmljZRKXAQoIU3RhcnRSdW4SJC50ZW5hbnRwaWxvdC5ydW5zLnYxLlN0YXJ0UnVuUmVxdWVzdBolLnRlbmFudHBpbG90LnJ1bnMudjEuU3RhcnRSdW5SZXNwb25zZSI+gtPkkwI4OgdvcHRpb25zIi0vYWRtaW4vdC97dGVuYW50X2V4dGVybmFsX2lkfS9ydW5zL3tydW5fdHlwZX0SlgEKBkdldFJ1bhIiLnRlbmFudHBpbG90LnJ1bnMudjEuR2V0UnVuUmVxdWVzdBojLnRlbmFudHBpbG90LnJ1bnMudjEuR2V0UnVuUmVzcG9uc2UiQ4LT5JMCPWIDcnVuEjYvYWRtaW4vdC97dGVuYW50X2V4dGVybmFsX2lkfS9ydW5zL3tydW5fdHlwZX0ve3J1bl9pZH0SpAEKCFdhdGNoUnVuEiQudGVuYW50cGlsb3QucnVucy52MS5XYXRjaFJ1blJlcXVlc3QaJS50ZW5hbnRwaWxvdC5ydW5zLnYxLldhdGNoUnVuUmVzcG9uc2UiSYLT5JMCQ2IDcnVuEjwvYWRtaW4vdC97dGVuYW50X2V4dGVybmFsX2lkfS9ydW5zL3tydW5fdHlwZX0ve3J1bl9pZH0vd2F0Y2gwARJxCglHZXRDYWxsZXISJS50ZW5hbnRwaWxvdC5ydW5zLnYxLkdldENhbGxlclJlcXVlc3QaJi50ZW5hbnRwaWxvdC5ydW5zLnYxLkdldENhbGxlclJlc3BvbnNlIhWC0+STAg8SDS9hZG1pbi93aG9hbWliBnByb3RvMw", [file_google_api_annotations, file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("Ch50ZW5hbnRwaWxvdC9ydW5zL3YxL3J1bnMucHJvdG8SE3RlbmFudHBpbG90LnJ1bnMudjEivgEKD1J1blN0YXJ0UmVxdWVzdBIqChB0YXJnZXRfb2JqZWN0X2lkGAEgASgJQgu6SAhyBshwARiAAkgAiAEBEiYKDHBheWxvYWRfaGFzaBgCIAEoCUILukgIcgbIcAEYgAFIAYgBARIxCghpdGVtX2lkcxgDIAEoCzIfLnRlbmFudHBpbG90LnJ1bnMudjEuSXRlbUlkTGlzdEITChFfdGFyZ2V0X29iamVjdF9pZEIPCg1fcGF5bG9hZF9oYXNoIjMKCkl0ZW1JZExpc3QSJQoGdmFsdWVzGAEgAygJQhW6SBKSAQ8QkE4iCnIIyHABEAEYgAIi/QQKD1N0YXJ0UnVuUmVxdWVzdBIpChJ0ZW5hbnRfZXh0ZXJuYWxfaWQYASABKAlCDbpICnIIyHABEAEYgAESZAoIcnVuX3R5cGUYAiABKAlCUrpIT3JNUhdiYWNrdXBfc2V0X2FkZF9wb2xpY2llc1IPcmVzdG9yZV9leGVjdXRlUg9yZXN0b3JlX3ByZXZpZXdSEHNuYXBzaG90X2NhcHR1cmUSNQoHb3B0aW9ucxgDIAEoCzIkLnRlbmFudHBpbG90LnJ1bnMudjEuUnVuU3RhcnRSZXF1ZXN0OqEDukidAxr7AQohb3B0aW9ucy50YXJnZXRfb2JqZWN0X2lkLnJlcXVpcmVkEi9pcyByZXF1aXJlZCBmb3IgdGhpcyBydW4gdHlwZSAoYSBiYWNrdXAgc2V0IGlkKRqkASEodGhpcy5ydW5fdHlwZSBpbiBbJ2JhY2t1cF9zZXRfYWRkX3BvbGljaWVzJywgJ3Jlc3RvcmVfZXhlY3V0ZScsICdyZXN0b3JlX3ByZXZpZXcnXSkgfHwgKGhhcyh0aGlzLm9wdGlvbnMudGFyZ2V0X29iamVjdF9pZCkgJiYgdGhpcy5vcHRpb25zLnRhcmdldF9vYmplY3RfaWQgIT0gJycpGpwBChlvcHRpb25zLml0ZW1faWRzLnJlcXVpcmVkEjVpcyByZXF1aXJlZCBmb3IgdGhpcyBydW4gdHlwZSAodGhlIHBvbGljeSBpZHMgdG8gYWRkKRpIdGhpcy5ydW5fdHlwZSAhPSAnYmFja3VwX3NldF9hZGRfcG9saWNpZXMnIHx8IGhhcyh0aGlzLm9wdGlvbnMuaXRlbV9pZHMpIk8KEFN0YXJ0UnVuUmVzcG9uc2USDgoGcmV1c2VkGAEgASgIEisKA3J1bhgCIAEoCzIeLnRlbmFudHBpbG90LnJ1bnMudjEuUnVuUmVjb3JkIroBCg1HZXRSdW5SZXF1ZXN0EikKEnRlbmFudF9leHRlcm5hbF9pZBgBIAEoCUINukgKcgjIcAEQARiAARJkCghydW5fdHlwZRgCIAEoCUJSukhPck1SF2JhY2t1cF9zZXRfYWRkX3BvbGljaWVzUg9yZXN0b3JlX2V4ZWN1dGVSD3Jlc3RvcmVfcHJldmlld1IQc25hcHNob3RfY2FwdHVyZRIYCgZydW5faWQYAyABKAlCCLpIBXIDsAEBIj0KDkdldFJ1blJlc3BvbnNlEisKA3J1bhgBIAEoCzIeLnRlbmFudHBpbG90LnJ1bnMudjEuUnVuUmVjb3JkIvMBCg9XYXRjaFJ1blJlcXVlc3QSKQoSdGVuYW50X2V4dGVybmFsX2lkGAEgASgJQg26SApyCMhwARABGIABEmQKCHJ1bl90eXBlGAIgASgJQlK6SE9yTVIXYmFja3VwX3NldF9hZGRfcG9saWNpZXNSD3Jlc3RvcmVfZXhlY3V0ZVIPcmVzdG9yZV9wcmV2aWV3UhBzbmFwc2hvdF9jYXB0dXJlEhgKBnJ1bl9pZBgDIAEoCUIIukgFcgOwAQESIwoNYWZ0ZXJfdmVyc2lvbhgEIAEoA0IHukgEIgIoAEgAiAEBQhAKDl9hZnRlcl92ZXJzaW9uIj8KEFdhdGNoUnVuUmVzcG9uc2USKwoDcnVuGAEgASgLMh4udGVuYW50cGlsb3QucnVucy52MS5SdW5SZWNvcmQi4gMKCVJ1blJlY29yZBIKCgJpZBgBIAEoCRIaChJ0ZW5hbnRfZXh0ZXJuYWxfaWQYAiABKAkSDAoEdHlwZRgDIAEoCRIuCgZzdGF0dXMYBCABKA4yHi50ZW5hbnRwaWxvdC5ydW5zLnYxLlJ1blN0YXR1cxIuCgpjcmVhdGVkX2F0GAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgpzdGFydGVkX2F0GAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgtmaW5pc2hlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoGY291bnRzGAggASgLMh4udGVuYW50cGlsb3QucnVucy52MS5SdW5Db3VudHMSMgoKc2FmZV9lcnJvchgJIAEoCzIeLnRlbmFudHBpbG90LnJ1bnMudjEuU2FmZUVycm9yEg8KB3ZlcnNpb24YCiABKAMSHAoPcmV0cnlfb2ZfcnVuX2lkGBQgASgJSACIAQESNwoTY2FuY2VsX3JlcXVlc3RlZF9hdBgVIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCEgoQX3JldHJ5X29mX3J1bl9pZCI9CglSdW5Db3VudHMSDQoFdG90YWwYASABKA0SEQoJc3VjY2VlZGVkGAIgASgNEg4KBmZhaWxlZBgDIAEoDSJDCglTYWZlRXJyb3ISDAoEY29kZRgBIAEoCRIoCgdjb250ZXh0GAIgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdCKqBAoPTGlzdFJ1bnNSZXF1ZXN0EikKEnRlbmFudF9leHRlcm5hbF9pZBgBIAEoCUINukgKcgjIcAEQARiAARJ1CglydW5fdHlwZXMYAiADKAlCWbpIVpIBUxAEIk9yTVIXYmFja3VwX3NldF9hZGRfcG9saWNpZXNSD3Jlc3RvcmVfZXhlY3V0ZVIPcmVzdG9yZV9wcmV2aWV3UhBzbmFwc2hvdF9jYXB0dXJlUgdydW5UeXBlEksKCHN0YXR1c2VzGAMgAygOMh4udGVuYW50cGlsb3QucnVucy52MS5SdW5TdGF0dXNCEbpIDpIBCxAFIgeCAQQQASAAUgZzdGF0dXMSKgoQdGFyZ2V0X29iamVjdF9pZBgEIAEoCUILukgIcgbIcAEYgAJIAIgBARJVCg1jcmVhdGVkX2FmdGVyGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEIiukgfsgEcIg0I/4LR/68HEP+T69wDMgsIgJK4w5j+////ARJWCg5jcmVhdGVkX2JlZm9yZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBCIrpIH7IBHCINCP+C0f+vBxD/k+vcAzILCICSuMOY/v///wESGgoJcGFnZV9zaXplGAcgASgFQge6SAQaAigAEhwKCnBhZ2VfdG9rZW4YCCABKAlCCLpIBXIDGIAEQhMKEV90YXJnZXRfb2JqZWN0X2lkIlkKEExpc3RSdW5zUmVzcG9uc2USLAoEcnVucxgBIAMoCzIeLnRlbmFudHBpbG90LnJ1bnMudjEuUnVuUmVjb3JkEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSLhAQoHUnVuSXRlbRIPCgdpdGVtX2lkGAEgASgJEhAKCHBvc2l0aW9uGAIgASgNEjEKB291dGNvbWUYAyABKA4yIC50ZW5hbnRwaWxvdC5ydW5zLnYxLkl0ZW1PdXRjb21lEhcKCmVycm9yX2NvZGUYBCABKAlIAIgBARIvCgtmaW5pc2hlZF9hdBgFIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJwoGZGV0YWlsGAYgASgLMhcuZ29vZ2xlLnByb3RvYnVmLlN0cnVjdEINCgtfZXJyb3JfY29kZSLKAgoTTGlzdFJ1bkl0ZW1zUmVxdWVzdBIpChJ0ZW5hbnRfZXh0ZXJuYWxfaWQYASABKAlCDbpICnIIyHABEAEYgAESZAoIcnVuX3R5cGUYAiABKAlCUrpIT3JNUhdiYWNrdXBfc2V0X2FkZF9wb2xpY2llc1IPcmVzdG9yZV9leGVjdXRlUg9yZXN0b3JlX3ByZXZpZXdSEHNuYXBzaG90X2NhcHR1cmUSGAoGcnVuX2lkGAMgASgJQgi6SAVyA7ABARJOCghvdXRjb21lcxgEIAMoDjIgLnRlbmFudHBpbG90LnJ1bnMudjEuSXRlbU91dGNvbWVCEbpIDpIBCxADIgeCAQQQASAAUgdvdXRjb21lEhoKCXBhZ2Vfc2l6ZRgFIAEoBUIHukgEGgIoABIcCgpwYWdlX3Rva2VuGAYgASgJQgi6SAVyAxiABCJcChRMaXN0UnVuSXRlbXNSZXNwb25zZRIrCgVpdGVtcxgBIAMoCzIcLnRlbmFudHBpbG90LnJ1bnMudjEuUnVuSXRlbRIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkivQEKEENhbmNlbFJ1blJlcXVlc3QSKQoSdGVuYW50X2V4dGVybmFsX2lkGAEgASgJQg26SApyCMhwARABGIABEmQKCHJ1bl90eXBlGAIgASgJQlK6SE9yTVIXYmFja3VwX3NldF9hZGRfcG9saWNpZXNSD3Jlc3RvcmVfZXhlY3V0ZVIPcmVzdG9yZV9wcmV2aWV3UhBzbmFwc2hvdF9jYXB0dXJlEhgKBnJ1bl9pZBgDIAEoCUIIukgFcgOwAQEiQAoRQ2FuY2VsUnVuUmVzcG9uc2USKwoDcnVuGAEgASgLMh4udGVuYW50cGlsb3QucnVucy52MS5SdW5SZWNvcmQivAEKD1JldHJ5UnVuUmVxdWVzdBIpChJ0ZW5hbnRfZXh0ZXJuYWxfaWQYASABKAlCDbpICnIIyHABEAEYgAESZAoIcnVuX3R5cGUYAiABKAlCUrpIT3JNUhdiYWNrdXBfc2V0X2FkZF9wb2xpY2llc1IPcmVzdG9yZV9leGVjdXRlUg9yZXN0b3JlX3ByZXZpZXdSEHNuYXBzaG90X2NhcHR1cmUSGAoGcnVuX2lkGAMgASgJQgi6SAVyA7ABASJPChBSZXRyeVJ1blJlc3BvbnNlEg4KBnJldXNlZBgBIAEoCBIrCgNydW4YAiABKAsyHi50ZW5hbnRwaWxvdC5ydW5zLnYxLlJ1blJlY29yZCISChBHZXRDYWxsZXJSZXF1ZXN0InwKEUdldENhbGxlclJlc3BvbnNlEhIKCnRva2VuX25hbWUYASABKAkSLQoEcm9sZRgCIAEoDjIfLnRlbmFudHBpbG90LnJ1bnMudjEuQ2FsbGVyUm9sZRITCgthbGxfdGVuYW50cxgDIAEoCBIPCgd0ZW5hbnRzGAQgAygJKp8BCglSdW5TdGF0dXMSGgoWUlVOX1NUQVRVU19VTlNQRUNJRklFRBAAEhUKEVJVTl9TVEFUVVNfUVVFVUVEEAESFgoSUlVOX1NUQVRVU19SVU5OSU5HEAISGAoUUlVOX1NUQVRVU19TVUNDRUVERUQQAxIVChFSVU5fU1RBVFVTX0ZBSUxFRBAEEhYKElJVTl9TVEFUVVNfUEFSVElBTBAFKnoKC0l0ZW1PdXRjb21lEhwKGElURU1fT1VUQ09NRV9VTlNQRUNJRklFRBAAEhgKFElURU1fT1VUQ09NRV9QRU5ESU5HEAESGgoWSVRFTV9PVVRDT01FX1NVQ0NFRURFRBACEhcKE0lURU1fT1VUQ09NRV9GQUlMRUQQAypbCgpDYWxsZXJSb2xlEhsKF0NBTExFUl9ST0xFX1VOU1BFQ0lGSUVEEAASFgoSQ0FMTEVSX1JPTEVfVklFV0VSEAESGAoUQ0FMTEVSX1JPTEVfT1BFUkFUT1IQAjLaCQoKUnVuU2VydmljZRKXAQoIU3RhcnRSdW4SJC50ZW5hbnRwaWxvdC5ydW5zLnYxLlN0YXJ0UnVuUmVxdWVzdBolLnRlbmFudHBpbG90LnJ1bnMudjEuU3RhcnRSdW5SZXNwb25zZSI+gtPkkwI4OgdvcHRpb25zIi0vYWRtaW4vdC97dGVuYW50X2V4dGVybmFsX2lkfS9ydW5zL3tydW5fdHlwZX0SlgEKBkdldFJ1bhIiLnRlbmFudHBpbG90LnJ1bnMudjEuR2V0UnVuUmVxdWVzdBojLnRlbmFudHBpbG90LnJ1bnMudjEuR2V0UnVuUmVzcG9uc2UiQ4LT5JMCPWIDcnVuEjYvYWRtaW4vdC97dGVuYW50X2V4dGVybmFsX2lkfS9ydW5zL3tydW5fdHlwZX0ve3J1bl9pZH0SpAEKCFdhdGNoUnVuEiQudGVuYW50cGlsb3QucnVucy52MS5XYXRjaFJ1blJlcXVlc3QaJS50ZW5hbnRwaWxvdC5ydW5zLnYxLldhdGNoUnVuUmVzcG9uc2UiSYLT5JMCQ2IDcnVuEjwvYWRtaW4vdC97dGVuYW50X2V4dGVybmFsX2lkfS9ydW5zL3tydW5fdHlwZX0ve3J1bl9pZH0vd2F0Y2gwARKDAQoITGlzdFJ1bnMSJC50ZW5hbnRwaWxvdC5ydW5zLnYxLkxpc3RSdW5zUmVxdWVzdBolLnRlbmFudHBpbG90LnJ1bnMudjEuTGlzdFJ1bnNSZXNwb25zZSIqgtPkkwIkEiIvYWRtaW4vdC97dGVuYW50X2V4dGVybmFsX2lkfS9ydW5zEqkBCgxMaXN0UnVuSXRlbXMSKC50ZW5hbnRwaWxvdC5ydW5zLnYxLkxpc3RSdW5JdGVtc1JlcXVlc3QaKS50ZW5hbnRwaWxvdC5ydW5zLnYxLkxpc3RSdW5JdGVtc1Jlc3BvbnNlIkSC0+STAj4SPC9hZG1pbi90L3t0ZW5hbnRfZXh0ZXJuYWxfaWR9L3J1bnMve3J1bl90eXBlfS97cnVuX2lkfS9pdGVtcxKpAQoJQ2FuY2VsUnVuEiUudGVuYW50cGlsb3QucnVucy52MS5DYW5jZWxSdW5SZXF1ZXN0GiYudGVuYW50cGlsb3QucnVucy52MS5DYW5jZWxSdW5SZXNwb25zZSJNgtPkkwJHOgEqYgNydW4iPS9hZG1pbi90L3t0ZW5hbnRfZXh0ZXJuYWxfaWR9L3J1bnMve3J1bl90eXBlfS97cnVuX2lkfS9jYW5jZWwSoAEKCFJldHJ5UnVuEiQudGVuYW50cGlsb3QucnVucy52MS5SZXRyeVJ1blJlcXVlc3QaJS50ZW5hbnRwaWxvdC5ydW5zLnYxLlJldHJ5UnVuUmVzcG9uc2UiR4LT5JMCQToBKiI8L2FkbWluL3Qve3RlbmFudF9leHRlcm5hbF9pZH0vcnVucy97cnVuX3R5cGV9L3tydW5faWR9L3JldHJ5EnEKCUdldENhbGxlchIlLnRlbmFudHBpbG90LnJ1bnMudjEuR2V0Q2FsbGVyUmVxdWVzdBomLnRlbmFudHBpbG90LnJ1bnMudjEuR2V0Q2FsbGVyUmVzcG9uc2UiFYLT5JMCDxINL2FkbWluL3dob2FtaWIGcHJvdG8z", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_struct, file_google_protobuf_timestamp, file_tenantpilot_runs_v1_rules]);
 
 /**
  * RunStartRequest mirrors the contract's request body of the same name.
@@ -62,7 +64,8 @@ export const RunStartRequestSchema: GenMessage<RunStartRequest> = /*@__PURE__*/
  */
 export type ItemIdList = Message<"tenantpilot.runs.v1.ItemIdList"> & {
   /**
-   * The item ids, in the caller's order.
+   * The item ids, in the caller's order: at most 10,000 (the server may be
+   * configured lower), each 1 to 256 characters.
    *
    * @generated from field: repeated string values = 1;
    */
@@ -79,6 +82,10 @@ export const ItemIdListSchema: GenMessage<ItemIdList> = /*@__PURE__*/
 /**
  * StartRunRequest addresses the run type of one tenant and carries the
  * contract's RunStartRequest body.
+ *
+ * A rule of this message that concerns one field has that field's path as
+ * its id, up to the last dot (`options.target_object_id.required`): the
+ * server names it in the violation.
  *
  * @generated from message tenantpilot.runs.v1.StartRunRequest
  */
@@ -337,6 +344,23 @@ export type RunRecord = Message<"tenantpilot.runs.v1.RunRecord"> & {
    * @generated from field: int64 version = 10;
    */
   version: bigint;
+
+  /**
+   * The run this run retries (RetryRun); unset otherwise. Extension
+   * property retryOfRunId in HTTP.
+   *
+   * @generated from field: optional string retry_of_run_id = 20;
+   */
+  retryOfRunId?: string | undefined;
+
+  /**
+   * When CancelRun asked the running run to stop; unset otherwise. The run
+   * ends `failed` with safe error CANCELLED at its next batch boundary.
+   * Extension property cancelRequestedAt in HTTP.
+   *
+   * @generated from field: google.protobuf.Timestamp cancel_requested_at = 21;
+   */
+  cancelRequestedAt?: Timestamp | undefined;
 };
 
 /**
@@ -412,6 +436,373 @@ export const SafeErrorSchema: GenMessage<SafeError> = /*@__PURE__*/
   messageDesc(file_tenantpilot_runs_v1_runs, 10);
 
 /**
+ * ListRunsRequest selects a tenant's runs. Filters combine with AND; the
+ * values of one repeated filter with OR. A page token only continues the
+ * listing it came from (same tenant and filters).
+ *
+ * @generated from message tenantpilot.runs.v1.ListRunsRequest
+ */
+export type ListRunsRequest = Message<"tenantpilot.runs.v1.ListRunsRequest"> & {
+  /**
+   * The tenant's external id (path parameter tenantExternalId).
+   *
+   * @generated from field: string tenant_external_id = 1;
+   */
+  tenantExternalId: string;
+
+  /**
+   * Only runs of these types (HTTP: repeated query parameter runType).
+   *
+   * @generated from field: repeated string run_types = 2 [json_name = "runType"];
+   */
+  runTypes: string[];
+
+  /**
+   * Only runs in these statuses (HTTP: repeated query parameter status, in
+   * the contract's lowercase names).
+   *
+   * @generated from field: repeated tenantpilot.runs.v1.RunStatus statuses = 3 [json_name = "status"];
+   */
+  statuses: RunStatus[];
+
+  /**
+   * Only runs with this target object id.
+   *
+   * @generated from field: optional string target_object_id = 4;
+   */
+  targetObjectId?: string | undefined;
+
+  /**
+   * Only runs created at or after this time (years 1 to 9999).
+   *
+   * @generated from field: google.protobuf.Timestamp created_after = 5;
+   */
+  createdAfter?: Timestamp | undefined;
+
+  /**
+   * Only runs created before this time (years 1 to 9999).
+   *
+   * @generated from field: google.protobuf.Timestamp created_before = 6;
+   */
+  createdBefore?: Timestamp | undefined;
+
+  /**
+   * Runs per page: 0 means 50; more than 1,000 means 1,000.
+   *
+   * @generated from field: int32 page_size = 7;
+   */
+  pageSize: number;
+
+  /**
+   * The next_page_token of the previous page; empty for the first page.
+   *
+   * @generated from field: string page_token = 8;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message tenantpilot.runs.v1.ListRunsRequest.
+ * Use `create(ListRunsRequestSchema)` to create a new message.
+ */
+export const ListRunsRequestSchema: GenMessage<ListRunsRequest> = /*@__PURE__*/
+  messageDesc(file_tenantpilot_runs_v1_runs, 11);
+
+/**
+ * ListRunsResponse is one page of runs, newest first.
+ *
+ * @generated from message tenantpilot.runs.v1.ListRunsResponse
+ */
+export type ListRunsResponse = Message<"tenantpilot.runs.v1.ListRunsResponse"> & {
+  /**
+   * The runs of this page.
+   *
+   * @generated from field: repeated tenantpilot.runs.v1.RunRecord runs = 1;
+   */
+  runs: RunRecord[];
+
+  /**
+   * Pass as page_token for the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message tenantpilot.runs.v1.ListRunsResponse.
+ * Use `create(ListRunsResponseSchema)` to create a new message.
+ */
+export const ListRunsResponseSchema: GenMessage<ListRunsResponse> = /*@__PURE__*/
+  messageDesc(file_tenantpilot_runs_v1_runs, 12);
+
+/**
+ * RunItem is one item of a run.
+ *
+ * @generated from message tenantpilot.runs.v1.RunItem
+ */
+export type RunItem = Message<"tenantpilot.runs.v1.RunItem"> & {
+  /**
+   * The item's id, as the run was given it (or resolved it).
+   *
+   * @generated from field: string item_id = 1;
+   */
+  itemId: string;
+
+  /**
+   * The item's place in the run's work list, from 0.
+   *
+   * @generated from field: uint32 position = 2;
+   */
+  position: number;
+
+  /**
+   * What became of the item.
+   *
+   * @generated from field: tenantpilot.runs.v1.ItemOutcome outcome = 3;
+   */
+  outcome: ItemOutcome;
+
+  /**
+   * A stable code for a failed item (for example POLICY_NOT_FOUND or
+   * CANCELLED); unset otherwise.
+   *
+   * @generated from field: optional string error_code = 4;
+   */
+  errorCode?: string | undefined;
+
+  /**
+   * When the outcome was recorded; unset while pending.
+   *
+   * @generated from field: google.protobuf.Timestamp finished_at = 5;
+   */
+  finishedAt?: Timestamp | undefined;
+
+  /**
+   * What happened, per run type: the snapshot id (snapshot_capture,
+   * backup_set_add_policies), the action and changed keys
+   * (restore_preview), the result (restore_execute). Unset when nothing was
+   * recorded.
+   *
+   * @generated from field: google.protobuf.Struct detail = 6;
+   */
+  detail?: JsonObject | undefined;
+};
+
+/**
+ * Describes the message tenantpilot.runs.v1.RunItem.
+ * Use `create(RunItemSchema)` to create a new message.
+ */
+export const RunItemSchema: GenMessage<RunItem> = /*@__PURE__*/
+  messageDesc(file_tenantpilot_runs_v1_runs, 13);
+
+/**
+ * ListRunItemsRequest selects the items of one run.
+ *
+ * @generated from message tenantpilot.runs.v1.ListRunItemsRequest
+ */
+export type ListRunItemsRequest = Message<"tenantpilot.runs.v1.ListRunItemsRequest"> & {
+  /**
+   * The tenant's external id.
+   *
+   * @generated from field: string tenant_external_id = 1;
+   */
+  tenantExternalId: string;
+
+  /**
+   * The run type the run was started with.
+   *
+   * @generated from field: string run_type = 2;
+   */
+  runType: string;
+
+  /**
+   * The run's id.
+   *
+   * @generated from field: string run_id = 3;
+   */
+  runId: string;
+
+  /**
+   * Only items with these outcomes (HTTP: repeated query parameter outcome:
+   * pending, succeeded, failed).
+   *
+   * @generated from field: repeated tenantpilot.runs.v1.ItemOutcome outcomes = 4 [json_name = "outcome"];
+   */
+  outcomes: ItemOutcome[];
+
+  /**
+   * Items per page: 0 means 100; more than 1,000 means 1,000.
+   *
+   * @generated from field: int32 page_size = 5;
+   */
+  pageSize: number;
+
+  /**
+   * The next_page_token of the previous page; empty for the first page.
+   *
+   * @generated from field: string page_token = 6;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message tenantpilot.runs.v1.ListRunItemsRequest.
+ * Use `create(ListRunItemsRequestSchema)` to create a new message.
+ */
+export const ListRunItemsRequestSchema: GenMessage<ListRunItemsRequest> = /*@__PURE__*/
+  messageDesc(file_tenantpilot_runs_v1_runs, 14);
+
+/**
+ * ListRunItemsResponse is one page of a run's items, in their order.
+ *
+ * @generated from message tenantpilot.runs.v1.ListRunItemsResponse
+ */
+export type ListRunItemsResponse = Message<"tenantpilot.runs.v1.ListRunItemsResponse"> & {
+  /**
+   * The items of this page.
+   *
+   * @generated from field: repeated tenantpilot.runs.v1.RunItem items = 1;
+   */
+  items: RunItem[];
+
+  /**
+   * Pass as page_token for the next page; empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message tenantpilot.runs.v1.ListRunItemsResponse.
+ * Use `create(ListRunItemsResponseSchema)` to create a new message.
+ */
+export const ListRunItemsResponseSchema: GenMessage<ListRunItemsResponse> = /*@__PURE__*/
+  messageDesc(file_tenantpilot_runs_v1_runs, 15);
+
+/**
+ * CancelRunRequest addresses the run to cancel.
+ *
+ * @generated from message tenantpilot.runs.v1.CancelRunRequest
+ */
+export type CancelRunRequest = Message<"tenantpilot.runs.v1.CancelRunRequest"> & {
+  /**
+   * The tenant's external id.
+   *
+   * @generated from field: string tenant_external_id = 1;
+   */
+  tenantExternalId: string;
+
+  /**
+   * The run type the run was started with.
+   *
+   * @generated from field: string run_type = 2;
+   */
+  runType: string;
+
+  /**
+   * The run's id.
+   *
+   * @generated from field: string run_id = 3;
+   */
+  runId: string;
+};
+
+/**
+ * Describes the message tenantpilot.runs.v1.CancelRunRequest.
+ * Use `create(CancelRunRequestSchema)` to create a new message.
+ */
+export const CancelRunRequestSchema: GenMessage<CancelRunRequest> = /*@__PURE__*/
+  messageDesc(file_tenantpilot_runs_v1_runs, 16);
+
+/**
+ * CancelRunResponse holds the run after the cancel: `failed` with safe error
+ * CANCELLED when it was queued, still `running` with cancel_requested_at set
+ * when a worker holds it.
+ *
+ * @generated from message tenantpilot.runs.v1.CancelRunResponse
+ */
+export type CancelRunResponse = Message<"tenantpilot.runs.v1.CancelRunResponse"> & {
+  /**
+   * The run's state after the cancel.
+   *
+   * @generated from field: tenantpilot.runs.v1.RunRecord run = 1;
+   */
+  run?: RunRecord | undefined;
+};
+
+/**
+ * Describes the message tenantpilot.runs.v1.CancelRunResponse.
+ * Use `create(CancelRunResponseSchema)` to create a new message.
+ */
+export const CancelRunResponseSchema: GenMessage<CancelRunResponse> = /*@__PURE__*/
+  messageDesc(file_tenantpilot_runs_v1_runs, 17);
+
+/**
+ * RetryRunRequest addresses the terminal run whose failed items to retry.
+ *
+ * @generated from message tenantpilot.runs.v1.RetryRunRequest
+ */
+export type RetryRunRequest = Message<"tenantpilot.runs.v1.RetryRunRequest"> & {
+  /**
+   * The tenant's external id.
+   *
+   * @generated from field: string tenant_external_id = 1;
+   */
+  tenantExternalId: string;
+
+  /**
+   * The run type the run was started with.
+   *
+   * @generated from field: string run_type = 2;
+   */
+  runType: string;
+
+  /**
+   * The run's id.
+   *
+   * @generated from field: string run_id = 3;
+   */
+  runId: string;
+};
+
+/**
+ * Describes the message tenantpilot.runs.v1.RetryRunRequest.
+ * Use `create(RetryRunRequestSchema)` to create a new message.
+ */
+export const RetryRunRequestSchema: GenMessage<RetryRunRequest> = /*@__PURE__*/
+  messageDesc(file_tenantpilot_runs_v1_runs, 18);
+
+/**
+ * RetryRunResponse mirrors the contract's RunStartResponse.
+ *
+ * @generated from message tenantpilot.runs.v1.RetryRunResponse
+ */
+export type RetryRunResponse = Message<"tenantpilot.runs.v1.RetryRunResponse"> & {
+  /**
+   * True when an active run with the same dedupe key was returned.
+   *
+   * @generated from field: bool reused = 1;
+   */
+  reused: boolean;
+
+  /**
+   * The new (or reused) run; retry_of_run_id names the retried run.
+   *
+   * @generated from field: tenantpilot.runs.v1.RunRecord run = 2;
+   */
+  run?: RunRecord | undefined;
+};
+
+/**
+ * Describes the message tenantpilot.runs.v1.RetryRunResponse.
+ * Use `create(RetryRunResponseSchema)` to create a new message.
+ */
+export const RetryRunResponseSchema: GenMessage<RetryRunResponse> = /*@__PURE__*/
+  messageDesc(file_tenantpilot_runs_v1_runs, 19);
+
+/**
  * GetCallerRequest asks who the caller is; the bearer token says it.
  *
  * @generated from message tenantpilot.runs.v1.GetCallerRequest
@@ -424,7 +815,7 @@ export type GetCallerRequest = Message<"tenantpilot.runs.v1.GetCallerRequest"> &
  * Use `create(GetCallerRequestSchema)` to create a new message.
  */
 export const GetCallerRequestSchema: GenMessage<GetCallerRequest> = /*@__PURE__*/
-  messageDesc(file_tenantpilot_runs_v1_runs, 11);
+  messageDesc(file_tenantpilot_runs_v1_runs, 20);
 
 /**
  * GetCallerResponse describes the calling token; never its secret.
@@ -466,7 +857,7 @@ export type GetCallerResponse = Message<"tenantpilot.runs.v1.GetCallerResponse">
  * Use `create(GetCallerResponseSchema)` to create a new message.
  */
 export const GetCallerResponseSchema: GenMessage<GetCallerResponse> = /*@__PURE__*/
-  messageDesc(file_tenantpilot_runs_v1_runs, 12);
+  messageDesc(file_tenantpilot_runs_v1_runs, 21);
 
 /**
  * RunStatus mirrors the contract's status enum: queued, running, succeeded,
@@ -525,6 +916,47 @@ export const RunStatusSchema: GenEnum<RunStatus> = /*@__PURE__*/
   enumDesc(file_tenantpilot_runs_v1_runs, 0);
 
 /**
+ * ItemOutcome is what became of one item of a run.
+ *
+ * @generated from enum tenantpilot.runs.v1.ItemOutcome
+ */
+export enum ItemOutcome {
+  /**
+   * Never set by the server; as a filter value it is refused.
+   *
+   * @generated from enum value: ITEM_OUTCOME_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Not processed yet.
+   *
+   * @generated from enum value: ITEM_OUTCOME_PENDING = 1;
+   */
+  PENDING = 1,
+
+  /**
+   * Processed successfully.
+   *
+   * @generated from enum value: ITEM_OUTCOME_SUCCEEDED = 2;
+   */
+  SUCCEEDED = 2,
+
+  /**
+   * Failed; error_code says why.
+   *
+   * @generated from enum value: ITEM_OUTCOME_FAILED = 3;
+   */
+  FAILED = 3,
+}
+
+/**
+ * Describes the enum tenantpilot.runs.v1.ItemOutcome.
+ */
+export const ItemOutcomeSchema: GenEnum<ItemOutcome> = /*@__PURE__*/
+  enumDesc(file_tenantpilot_runs_v1_runs, 1);
+
+/**
  * CallerRole is a token's role.
  *
  * @generated from enum tenantpilot.runs.v1.CallerRole
@@ -556,13 +988,16 @@ export enum CallerRole {
  * Describes the enum tenantpilot.runs.v1.CallerRole.
  */
 export const CallerRoleSchema: GenEnum<CallerRole> = /*@__PURE__*/
-  enumDesc(file_tenantpilot_runs_v1_runs, 1);
+  enumDesc(file_tenantpilot_runs_v1_runs, 2);
 
 /**
- * RunService starts, reads and watches long-running, tenant-scoped runs.
+ * RunService starts, reads and watches long-running, tenant-scoped runs, and
+ * lets operators list, cancel and retry them.
  *
  * The HTTP annotations give the routes of the legacy admin contract
- * (admin-runs.openapi.yaml) so that a standard transcoder could serve them.
+ * (admin-runs.openapi.yaml) and of its extensions so that a standard
+ * transcoder could serve them. The field limits are protovalidate
+ * (buf.validate) rules on the messages: the one copy the server enforces.
  *
  * @generated from service tenantpilot.runs.v1.RunService
  */
@@ -601,6 +1036,55 @@ export const RunService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchRunRequestSchema;
     output: typeof WatchRunResponseSchema;
+  },
+  /**
+   * ListRuns returns a tenant's runs, newest first, filtered and paged
+   * (AIP-158): the page token is a position in that order, so runs created
+   * while a caller pages never repeat or push others out of later pages.
+   *
+   * @generated from rpc tenantpilot.runs.v1.RunService.ListRuns
+   */
+  listRuns: {
+    methodKind: "unary";
+    input: typeof ListRunsRequestSchema;
+    output: typeof ListRunsResponseSchema;
+  },
+  /**
+   * ListRunItems returns one run's items in their order, with outcome,
+   * error code and what happened to each, filtered and paged.
+   *
+   * @generated from rpc tenantpilot.runs.v1.RunService.ListRunItems
+   */
+  listRunItems: {
+    methodKind: "unary";
+    input: typeof ListRunItemsRequestSchema;
+    output: typeof ListRunItemsResponseSchema;
+  },
+  /**
+   * CancelRun ends a queued run at once and asks a running one to stop at
+   * its next batch boundary; either ends `failed` with safe error
+   * CANCELLED, its never-attempted items failed with that code. A run that
+   * already ended otherwise is FAILED_PRECONDITION; cancelling again is fine.
+   *
+   * @generated from rpc tenantpilot.runs.v1.RunService.CancelRun
+   */
+  cancelRun: {
+    methodKind: "unary";
+    input: typeof CancelRunRequestSchema;
+    output: typeof CancelRunResponseSchema;
+  },
+  /**
+   * RetryRun starts a new run of the same tenant, type and target over the
+   * failed items of a terminal run (RunRecord.retry_of_run_id names it).
+   * Dedupe applies as for StartRun: an active run with the same key is
+   * returned with `reused = true`.
+   *
+   * @generated from rpc tenantpilot.runs.v1.RunService.RetryRun
+   */
+  retryRun: {
+    methodKind: "unary";
+    input: typeof RetryRunRequestSchema;
+    output: typeof RetryRunResponseSchema;
   },
   /**
    * GetCaller describes the token that makes the call: its name, role and

@@ -26,10 +26,13 @@ if _version_not_supported:
 
 
 class RunServiceStub:
-    """RunService starts, reads and watches long-running, tenant-scoped runs.
+    """RunService starts, reads and watches long-running, tenant-scoped runs, and
+    lets operators list, cancel and retry them.
 
     The HTTP annotations give the routes of the legacy admin contract
-    (admin-runs.openapi.yaml) so that a standard transcoder could serve them.
+    (admin-runs.openapi.yaml) and of its extensions so that a standard
+    transcoder could serve them. The field limits are protovalidate
+    (buf.validate) rules on the messages: the one copy the server enforces.
     """
 
     def __init__(self, channel):
@@ -53,6 +56,26 @@ class RunServiceStub:
                 request_serializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.WatchRunRequest.SerializeToString,
                 response_deserializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.WatchRunResponse.FromString,
                 _registered_method=True)
+        self.ListRuns = channel.unary_unary(
+                '/tenantpilot.runs.v1.RunService/ListRuns',
+                request_serializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.ListRunsRequest.SerializeToString,
+                response_deserializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.ListRunsResponse.FromString,
+                _registered_method=True)
+        self.ListRunItems = channel.unary_unary(
+                '/tenantpilot.runs.v1.RunService/ListRunItems',
+                request_serializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.ListRunItemsRequest.SerializeToString,
+                response_deserializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.ListRunItemsResponse.FromString,
+                _registered_method=True)
+        self.CancelRun = channel.unary_unary(
+                '/tenantpilot.runs.v1.RunService/CancelRun',
+                request_serializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.CancelRunRequest.SerializeToString,
+                response_deserializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.CancelRunResponse.FromString,
+                _registered_method=True)
+        self.RetryRun = channel.unary_unary(
+                '/tenantpilot.runs.v1.RunService/RetryRun',
+                request_serializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.RetryRunRequest.SerializeToString,
+                response_deserializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.RetryRunResponse.FromString,
+                _registered_method=True)
         self.GetCaller = channel.unary_unary(
                 '/tenantpilot.runs.v1.RunService/GetCaller',
                 request_serializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.GetCallerRequest.SerializeToString,
@@ -61,10 +84,13 @@ class RunServiceStub:
 
 
 class RunServiceServicer:
-    """RunService starts, reads and watches long-running, tenant-scoped runs.
+    """RunService starts, reads and watches long-running, tenant-scoped runs, and
+    lets operators list, cancel and retry them.
 
     The HTTP annotations give the routes of the legacy admin contract
-    (admin-runs.openapi.yaml) so that a standard transcoder could serve them.
+    (admin-runs.openapi.yaml) and of its extensions so that a standard
+    transcoder could serve them. The field limits are protovalidate
+    (buf.validate) rules on the messages: the one copy the server enforces.
     """
 
     def StartRun(self, request, context):
@@ -88,6 +114,43 @@ class RunServiceServicer:
         """WatchRun sends the current state, then one full record per change, and
         ends with OK right after the terminal state. Updates coalesce: a slow
         reader gets the latest state, never a backlog.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRuns(self, request, context):
+        """ListRuns returns a tenant's runs, newest first, filtered and paged
+        (AIP-158): the page token is a position in that order, so runs created
+        while a caller pages never repeat or push others out of later pages.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListRunItems(self, request, context):
+        """ListRunItems returns one run's items in their order, with outcome,
+        error code and what happened to each, filtered and paged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelRun(self, request, context):
+        """CancelRun ends a queued run at once and asks a running one to stop at
+        its next batch boundary; either ends `failed` with safe error
+        CANCELLED, its never-attempted items failed with that code. A run that
+        already ended otherwise is FAILED_PRECONDITION; cancelling again is fine.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RetryRun(self, request, context):
+        """RetryRun starts a new run of the same tenant, type and target over the
+        failed items of a terminal run (RunRecord.retry_of_run_id names it).
+        Dedupe applies as for StartRun: an active run with the same key is
+        returned with `reused = true`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -120,6 +183,26 @@ def add_RunServiceServicer_to_server(servicer, server):
                     request_deserializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.WatchRunRequest.FromString,
                     response_serializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.WatchRunResponse.SerializeToString,
             ),
+            'ListRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRuns,
+                    request_deserializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.ListRunsRequest.FromString,
+                    response_serializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.ListRunsResponse.SerializeToString,
+            ),
+            'ListRunItems': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListRunItems,
+                    request_deserializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.ListRunItemsRequest.FromString,
+                    response_serializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.ListRunItemsResponse.SerializeToString,
+            ),
+            'CancelRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelRun,
+                    request_deserializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.CancelRunRequest.FromString,
+                    response_serializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.CancelRunResponse.SerializeToString,
+            ),
+            'RetryRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.RetryRun,
+                    request_deserializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.RetryRunRequest.FromString,
+                    response_serializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.RetryRunResponse.SerializeToString,
+            ),
             'GetCaller': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCaller,
                     request_deserializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.GetCallerRequest.FromString,
@@ -134,10 +217,13 @@ def add_RunServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class RunService:
-    """RunService starts, reads and watches long-running, tenant-scoped runs.
+    """RunService starts, reads and watches long-running, tenant-scoped runs, and
+    lets operators list, cancel and retry them.
 
     The HTTP annotations give the routes of the legacy admin contract
-    (admin-runs.openapi.yaml) so that a standard transcoder could serve them.
+    (admin-runs.openapi.yaml) and of its extensions so that a standard
+    transcoder could serve them. The field limits are protovalidate
+    (buf.validate) rules on the messages: the one copy the server enforces.
     """
 
     @staticmethod
@@ -211,6 +297,114 @@ class RunService:
             '/tenantpilot.runs.v1.RunService/WatchRun',
             tenantpilot_dot_runs_dot_v1_dot_runs__pb2.WatchRunRequest.SerializeToString,
             tenantpilot_dot_runs_dot_v1_dot_runs__pb2.WatchRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tenantpilot.runs.v1.RunService/ListRuns',
+            tenantpilot_dot_runs_dot_v1_dot_runs__pb2.ListRunsRequest.SerializeToString,
+            tenantpilot_dot_runs_dot_v1_dot_runs__pb2.ListRunsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListRunItems(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tenantpilot.runs.v1.RunService/ListRunItems',
+            tenantpilot_dot_runs_dot_v1_dot_runs__pb2.ListRunItemsRequest.SerializeToString,
+            tenantpilot_dot_runs_dot_v1_dot_runs__pb2.ListRunItemsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tenantpilot.runs.v1.RunService/CancelRun',
+            tenantpilot_dot_runs_dot_v1_dot_runs__pb2.CancelRunRequest.SerializeToString,
+            tenantpilot_dot_runs_dot_v1_dot_runs__pb2.CancelRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RetryRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tenantpilot.runs.v1.RunService/RetryRun',
+            tenantpilot_dot_runs_dot_v1_dot_runs__pb2.RetryRunRequest.SerializeToString,
+            tenantpilot_dot_runs_dot_v1_dot_runs__pb2.RetryRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

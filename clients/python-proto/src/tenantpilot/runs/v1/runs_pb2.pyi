@@ -59,6 +59,34 @@ RUN_STATUS_PARTIAL: RunStatus.ValueType  # 5
 """Terminal: some items succeeded and some failed."""
 Global___RunStatus: _TypeAlias = RunStatus  # noqa: Y015
 
+class _ItemOutcome:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ItemOutcomeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ItemOutcome.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ITEM_OUTCOME_UNSPECIFIED: _ItemOutcome.ValueType  # 0
+    """Never set by the server; as a filter value it is refused."""
+    ITEM_OUTCOME_PENDING: _ItemOutcome.ValueType  # 1
+    """Not processed yet."""
+    ITEM_OUTCOME_SUCCEEDED: _ItemOutcome.ValueType  # 2
+    """Processed successfully."""
+    ITEM_OUTCOME_FAILED: _ItemOutcome.ValueType  # 3
+    """Failed; error_code says why."""
+
+class ItemOutcome(_ItemOutcome, metaclass=_ItemOutcomeEnumTypeWrapper):
+    """ItemOutcome is what became of one item of a run."""
+
+ITEM_OUTCOME_UNSPECIFIED: ItemOutcome.ValueType  # 0
+"""Never set by the server; as a filter value it is refused."""
+ITEM_OUTCOME_PENDING: ItemOutcome.ValueType  # 1
+"""Not processed yet."""
+ITEM_OUTCOME_SUCCEEDED: ItemOutcome.ValueType  # 2
+"""Processed successfully."""
+ITEM_OUTCOME_FAILED: ItemOutcome.ValueType  # 3
+"""Failed; error_code says why."""
+Global___ItemOutcome: _TypeAlias = ItemOutcome  # noqa: Y015
+
 class _CallerRole:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -140,7 +168,9 @@ class ItemIdList(_message.Message):
     VALUES_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """The item ids, in the caller's order."""
+        """The item ids, in the caller's order: at most 10,000 (the server may be
+        configured lower), each 1 to 256 characters.
+        """
 
     def __init__(
         self,
@@ -159,6 +189,10 @@ Global___ItemIdList: _TypeAlias = ItemIdList  # noqa: Y015
 class StartRunRequest(_message.Message):
     """StartRunRequest addresses the run type of one tenant and carries the
     contract's RunStartRequest body.
+
+    A rule of this message that concerns one field has that field's path as
+    its id, up to the last dot (`options.target_object_id.required`): the
+    server names it in the violation.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -353,6 +387,8 @@ class RunRecord(_message.Message):
     COUNTS_FIELD_NUMBER: _builtins.int
     SAFE_ERROR_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
+    RETRY_OF_RUN_ID_FIELD_NUMBER: _builtins.int
+    CANCEL_REQUESTED_AT_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """The run's id (a UUID)."""
     tenant_external_id: _builtins.str
@@ -363,6 +399,10 @@ class RunRecord(_message.Message):
     """The run's status."""
     version: _builtins.int
     """Increases by one with every change of the record. Not in the contract."""
+    retry_of_run_id: _builtins.str
+    """The run this run retries (RetryRun); unset otherwise. Extension
+    property retryOfRunId in HTTP.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When the run was created."""
@@ -383,6 +423,13 @@ class RunRecord(_message.Message):
     def safe_error(self) -> Global___SafeError:
         """Set on failed and partial runs; unset (null) otherwise."""
 
+    @_builtins.property
+    def cancel_requested_at(self) -> _timestamp_pb2.Timestamp:
+        """When CancelRun asked the running run to stop; unset otherwise. The run
+        ends `failed` with safe error CANCELLED at its next batch boundary.
+        Extension property cancelRequestedAt in HTTP.
+        """
+
     def __init__(
         self,
         *,
@@ -396,12 +443,16 @@ class RunRecord(_message.Message):
         counts: Global___RunCounts | None = ...,
         safe_error: Global___SafeError | None = ...,
         version: _builtins.int = ...,
+        retry_of_run_id: _builtins.str | None = ...,
+        cancel_requested_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts", "created_at", b"created_at", "finished_at", b"finished_at", "safe_error", b"safe_error", "started_at", b"started_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_retry_of_run_id", b"_retry_of_run_id", "cancel_requested_at", b"cancel_requested_at", "counts", b"counts", "created_at", b"created_at", "finished_at", b"finished_at", "retry_of_run_id", b"retry_of_run_id", "safe_error", b"safe_error", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts", "created_at", b"created_at", "finished_at", b"finished_at", "id", b"id", "safe_error", b"safe_error", "started_at", b"started_at", "status", b"status", "tenant_external_id", b"tenant_external_id", "type", b"type", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_retry_of_run_id", b"_retry_of_run_id", "cancel_requested_at", b"cancel_requested_at", "counts", b"counts", "created_at", b"created_at", "finished_at", b"finished_at", "id", b"id", "retry_of_run_id", b"retry_of_run_id", "safe_error", b"safe_error", "started_at", b"started_at", "status", b"status", "tenant_external_id", b"tenant_external_id", "type", b"type", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__retry_of_run_id: _TypeAlias = _typing.Literal["retry_of_run_id"]  # noqa: Y015
+    _WhichOneofArgType__retry_of_run_id: _TypeAlias = _typing.Literal["_retry_of_run_id", b"_retry_of_run_id"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__retry_of_run_id) -> _WhichOneofReturnType__retry_of_run_id | None: ...
 
 Global___RunRecord: _TypeAlias = RunRecord  # noqa: Y015
 
@@ -466,6 +517,342 @@ class SafeError(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SafeError: _TypeAlias = SafeError  # noqa: Y015
+
+@_typing.final
+class ListRunsRequest(_message.Message):
+    """ListRunsRequest selects a tenant's runs. Filters combine with AND; the
+    values of one repeated filter with OR. A page token only continues the
+    listing it came from (same tenant and filters).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_EXTERNAL_ID_FIELD_NUMBER: _builtins.int
+    RUN_TYPES_FIELD_NUMBER: _builtins.int
+    STATUSES_FIELD_NUMBER: _builtins.int
+    TARGET_OBJECT_ID_FIELD_NUMBER: _builtins.int
+    CREATED_AFTER_FIELD_NUMBER: _builtins.int
+    CREATED_BEFORE_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    tenant_external_id: _builtins.str
+    """The tenant's external id (path parameter tenantExternalId)."""
+    target_object_id: _builtins.str
+    """Only runs with this target object id."""
+    page_size: _builtins.int
+    """Runs per page: 0 means 50; more than 1,000 means 1,000."""
+    page_token: _builtins.str
+    """The next_page_token of the previous page; empty for the first page."""
+    @_builtins.property
+    def run_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only runs of these types (HTTP: repeated query parameter runType)."""
+
+    @_builtins.property
+    def statuses(self) -> _containers.RepeatedScalarFieldContainer[Global___RunStatus.ValueType]:
+        """Only runs in these statuses (HTTP: repeated query parameter status, in
+        the contract's lowercase names).
+        """
+
+    @_builtins.property
+    def created_after(self) -> _timestamp_pb2.Timestamp:
+        """Only runs created at or after this time (years 1 to 9999)."""
+
+    @_builtins.property
+    def created_before(self) -> _timestamp_pb2.Timestamp:
+        """Only runs created before this time (years 1 to 9999)."""
+
+    def __init__(
+        self,
+        *,
+        tenant_external_id: _builtins.str = ...,
+        run_types: _abc.Iterable[_builtins.str] | None = ...,
+        statuses: _abc.Iterable[Global___RunStatus.ValueType] | None = ...,
+        target_object_id: _builtins.str | None = ...,
+        created_after: _timestamp_pb2.Timestamp | None = ...,
+        created_before: _timestamp_pb2.Timestamp | None = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_target_object_id", b"_target_object_id", "created_after", b"created_after", "created_before", b"created_before", "target_object_id", b"target_object_id"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_target_object_id", b"_target_object_id", "created_after", b"created_after", "created_before", b"created_before", "page_size", b"page_size", "page_token", b"page_token", "run_types", b"run_types", "statuses", b"statuses", "target_object_id", b"target_object_id", "tenant_external_id", b"tenant_external_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__target_object_id: _TypeAlias = _typing.Literal["target_object_id"]  # noqa: Y015
+    _WhichOneofArgType__target_object_id: _TypeAlias = _typing.Literal["_target_object_id", b"_target_object_id"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__target_object_id) -> _WhichOneofReturnType__target_object_id | None: ...
+
+Global___ListRunsRequest: _TypeAlias = ListRunsRequest  # noqa: Y015
+
+@_typing.final
+class ListRunsResponse(_message.Message):
+    """ListRunsResponse is one page of runs, newest first."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUNS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Pass as page_token for the next page; empty on the last page."""
+    @_builtins.property
+    def runs(self) -> _containers.RepeatedCompositeFieldContainer[Global___RunRecord]:
+        """The runs of this page."""
+
+    def __init__(
+        self,
+        *,
+        runs: _abc.Iterable[Global___RunRecord] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "runs", b"runs"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRunsResponse: _TypeAlias = ListRunsResponse  # noqa: Y015
+
+@_typing.final
+class RunItem(_message.Message):
+    """RunItem is one item of a run."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEM_ID_FIELD_NUMBER: _builtins.int
+    POSITION_FIELD_NUMBER: _builtins.int
+    OUTCOME_FIELD_NUMBER: _builtins.int
+    ERROR_CODE_FIELD_NUMBER: _builtins.int
+    FINISHED_AT_FIELD_NUMBER: _builtins.int
+    DETAIL_FIELD_NUMBER: _builtins.int
+    item_id: _builtins.str
+    """The item's id, as the run was given it (or resolved it)."""
+    position: _builtins.int
+    """The item's place in the run's work list, from 0."""
+    outcome: Global___ItemOutcome.ValueType
+    """What became of the item."""
+    error_code: _builtins.str
+    """A stable code for a failed item (for example POLICY_NOT_FOUND or
+    CANCELLED); unset otherwise.
+    """
+    @_builtins.property
+    def finished_at(self) -> _timestamp_pb2.Timestamp:
+        """When the outcome was recorded; unset while pending."""
+
+    @_builtins.property
+    def detail(self) -> _struct_pb2.Struct:
+        """What happened, per run type: the snapshot id (snapshot_capture,
+        backup_set_add_policies), the action and changed keys
+        (restore_preview), the result (restore_execute). Unset when nothing was
+        recorded.
+        """
+
+    def __init__(
+        self,
+        *,
+        item_id: _builtins.str = ...,
+        position: _builtins.int = ...,
+        outcome: Global___ItemOutcome.ValueType = ...,
+        error_code: _builtins.str | None = ...,
+        finished_at: _timestamp_pb2.Timestamp | None = ...,
+        detail: _struct_pb2.Struct | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_error_code", b"_error_code", "detail", b"detail", "error_code", b"error_code", "finished_at", b"finished_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_error_code", b"_error_code", "detail", b"detail", "error_code", b"error_code", "finished_at", b"finished_at", "item_id", b"item_id", "outcome", b"outcome", "position", b"position"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__error_code: _TypeAlias = _typing.Literal["error_code"]  # noqa: Y015
+    _WhichOneofArgType__error_code: _TypeAlias = _typing.Literal["_error_code", b"_error_code"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__error_code) -> _WhichOneofReturnType__error_code | None: ...
+
+Global___RunItem: _TypeAlias = RunItem  # noqa: Y015
+
+@_typing.final
+class ListRunItemsRequest(_message.Message):
+    """ListRunItemsRequest selects the items of one run."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_EXTERNAL_ID_FIELD_NUMBER: _builtins.int
+    RUN_TYPE_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    OUTCOMES_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    tenant_external_id: _builtins.str
+    """The tenant's external id."""
+    run_type: _builtins.str
+    """The run type the run was started with."""
+    run_id: _builtins.str
+    """The run's id."""
+    page_size: _builtins.int
+    """Items per page: 0 means 100; more than 1,000 means 1,000."""
+    page_token: _builtins.str
+    """The next_page_token of the previous page; empty for the first page."""
+    @_builtins.property
+    def outcomes(self) -> _containers.RepeatedScalarFieldContainer[Global___ItemOutcome.ValueType]:
+        """Only items with these outcomes (HTTP: repeated query parameter outcome:
+        pending, succeeded, failed).
+        """
+
+    def __init__(
+        self,
+        *,
+        tenant_external_id: _builtins.str = ...,
+        run_type: _builtins.str = ...,
+        run_id: _builtins.str = ...,
+        outcomes: _abc.Iterable[Global___ItemOutcome.ValueType] | None = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["outcomes", b"outcomes", "page_size", b"page_size", "page_token", b"page_token", "run_id", b"run_id", "run_type", b"run_type", "tenant_external_id", b"tenant_external_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRunItemsRequest: _TypeAlias = ListRunItemsRequest  # noqa: Y015
+
+@_typing.final
+class ListRunItemsResponse(_message.Message):
+    """ListRunItemsResponse is one page of a run's items, in their order."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ITEMS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Pass as page_token for the next page; empty on the last page."""
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___RunItem]:
+        """The items of this page."""
+
+    def __init__(
+        self,
+        *,
+        items: _abc.Iterable[Global___RunItem] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["items", b"items", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListRunItemsResponse: _TypeAlias = ListRunItemsResponse  # noqa: Y015
+
+@_typing.final
+class CancelRunRequest(_message.Message):
+    """CancelRunRequest addresses the run to cancel."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_EXTERNAL_ID_FIELD_NUMBER: _builtins.int
+    RUN_TYPE_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    tenant_external_id: _builtins.str
+    """The tenant's external id."""
+    run_type: _builtins.str
+    """The run type the run was started with."""
+    run_id: _builtins.str
+    """The run's id."""
+    def __init__(
+        self,
+        *,
+        tenant_external_id: _builtins.str = ...,
+        run_type: _builtins.str = ...,
+        run_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run_id", b"run_id", "run_type", b"run_type", "tenant_external_id", b"tenant_external_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelRunRequest: _TypeAlias = CancelRunRequest  # noqa: Y015
+
+@_typing.final
+class CancelRunResponse(_message.Message):
+    """CancelRunResponse holds the run after the cancel: `failed` with safe error
+    CANCELLED when it was queued, still `running` with cancel_requested_at set
+    when a worker holds it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def run(self) -> Global___RunRecord:
+        """The run's state after the cancel."""
+
+    def __init__(
+        self,
+        *,
+        run: Global___RunRecord | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelRunResponse: _TypeAlias = CancelRunResponse  # noqa: Y015
+
+@_typing.final
+class RetryRunRequest(_message.Message):
+    """RetryRunRequest addresses the terminal run whose failed items to retry."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TENANT_EXTERNAL_ID_FIELD_NUMBER: _builtins.int
+    RUN_TYPE_FIELD_NUMBER: _builtins.int
+    RUN_ID_FIELD_NUMBER: _builtins.int
+    tenant_external_id: _builtins.str
+    """The tenant's external id."""
+    run_type: _builtins.str
+    """The run type the run was started with."""
+    run_id: _builtins.str
+    """The run's id."""
+    def __init__(
+        self,
+        *,
+        tenant_external_id: _builtins.str = ...,
+        run_type: _builtins.str = ...,
+        run_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["run_id", b"run_id", "run_type", b"run_type", "tenant_external_id", b"tenant_external_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryRunRequest: _TypeAlias = RetryRunRequest  # noqa: Y015
+
+@_typing.final
+class RetryRunResponse(_message.Message):
+    """RetryRunResponse mirrors the contract's RunStartResponse."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REUSED_FIELD_NUMBER: _builtins.int
+    RUN_FIELD_NUMBER: _builtins.int
+    reused: _builtins.bool
+    """True when an active run with the same dedupe key was returned."""
+    @_builtins.property
+    def run(self) -> Global___RunRecord:
+        """The new (or reused) run; retry_of_run_id names the retried run."""
+
+    def __init__(
+        self,
+        *,
+        reused: _builtins.bool = ...,
+        run: Global___RunRecord | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["run", b"run"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reused", b"reused", "run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RetryRunResponse: _TypeAlias = RetryRunResponse  # noqa: Y015
 
 @_typing.final
 class GetCallerRequest(_message.Message):
