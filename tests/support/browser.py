@@ -23,6 +23,9 @@ CHROMIUM_ARGS = [
     "--disable-gpu",
     "--disable-quic",
 ]
+_FAILED_RESPONSE = re.compile(
+    r"Failed to load resource: the server responded with a status of (\d+)\b"
+)
 LAPTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 
@@ -50,15 +53,26 @@ class ConsolePage:
     page: Page
     screenshots: Path
     errors: list[str] = field(default_factory=list)
+    # HTTP statuses a test provokes on purpose: Chromium logs each failed
+    # response as a console error ("Failed to load resource: ... 401").
+    expected_statuses: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.page.on("console", self._on_console)
         self.page.on("pageerror", lambda error: self.errors.append(f"page error: {error}"))
 
     def _on_console(self, message: ConsoleMessage) -> None:
-        if message.type == "error":
-            where = message.location.get("url", "")
-            self.errors.append(f"console error: {message.text} ({where})")
+        if message.type != "error":
+            return
+        failed = _FAILED_RESPONSE.match(message.text)
+        if failed and int(failed[1]) in self.expected_statuses:
+            return
+        where = message.location.get("url", "")
+        self.errors.append(f"console error: {message.text} ({where})")
+
+    def expect_status(self, status: int) -> None:
+        """A response with this status is what the test is about: not an error."""
+        self.expected_statuses.add(status)
 
     def screenshot(self, name: str, *, full_page: bool = True) -> Path:
         path = self.screenshots / f"{re.sub(r'[^a-z0-9-]+', '-', name.lower())}.png"

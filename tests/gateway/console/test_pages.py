@@ -191,6 +191,7 @@ def test_cancel_a_long_running_run(open_tab, slow_gateway, slow_stack, database_
 def test_a_refused_token_goes_back_to_sign_in(open_tab, slow_gateway, database_url):
     tenant = seed_tenant(database_url, policies=1)
     tab = open_tab()
+    tab.expect_status(401)
     page = tab.page
     page.goto(console_url(slow_gateway.url))
     page.get_by_label("runsvc token").fill("rsvc_0123456789abcdef_" + "x" * 43)
@@ -198,10 +199,8 @@ def test_a_refused_token_goes_back_to_sign_in(open_tab, slow_gateway, database_u
     expect(page.get_by_role("alert")).to_contain_text("unknown or revoked")
     expect(page.get_by_label("runsvc token")).to_be_visible()
 
-    name = "console-signin"
-    token = new_token(
-        database_url, name=f"{name}-{tenant.external_id}", tenants=[tenant.external_id]
-    )
+    name = f"console-signin-{tenant.external_id}"
+    token = new_token(database_url, name=name, tenants=[tenant.external_id])
     sign_in(tab, slow_gateway.url, token)
     expect(page.get_by_role("heading", level=1)).to_contain_text(tenant.external_id)
     # The token lives in this tab's session storage only: not in the URL, not a cookie.
@@ -209,7 +208,7 @@ def test_a_refused_token_goes_back_to_sign_in(open_tab, slow_gateway, database_u
     assert token not in page.url
     assert page.context.cookies() == []
 
-    revoke_token(database_url, name)
+    assert revoke_token(database_url, name)
     page.get_by_role("button", name="Refresh").click()
     expect(page.get_by_role("alert")).to_contain_text("Signed out")
     assert page.evaluate("sessionStorage.getItem('runsvc.token')") is None
