@@ -8,15 +8,18 @@ from playwright.sync_api import Locator, Page, expect
 
 from tests.support.browser import ConsolePage
 
-# Records every value the run page's progress bar shows (done/total), so a
-# test can tell that the bar moved in the open page, without a reload.
-RECORD_BAR = """
-window.__barValues = [];
+# Records every value each progress bar shows (done/total), by run id (the
+# run page's own bar under "page"), so a test can tell that a bar moved in
+# the open document, without a reload.
+RECORD_BARS = """
+window.__bars = {};
 new MutationObserver(() => {
-  const bar = document.querySelector(".summary [role=progressbar]");
-  if (!bar) return;
-  const value = `${bar.getAttribute("aria-valuenow")}/${bar.getAttribute("aria-valuemax")}`;
-  if (window.__barValues.at(-1) !== value) window.__barValues.push(value);
+  for (const bar of document.querySelectorAll("[role=progressbar]")) {
+    const key = bar.closest("[data-run-id]")?.dataset.runId ?? "page";
+    const value = `${bar.getAttribute("aria-valuenow")}/${bar.getAttribute("aria-valuemax")}`;
+    const seen = (window.__bars[key] ??= []);
+    if (seen.at(-1) !== value) seen.push(value);
+  }
 }).observe(document, { subtree: true, childList: true, attributes: true });
 """
 
@@ -69,6 +72,11 @@ FOCUS_OUTLINE = """
   return { style: style.outlineStyle, width: parseFloat(style.outlineWidth) || 0 };
 }
 """
+
+
+def bar_values(page: Page, key: str = "page") -> list[str]:
+    """What RECORD_BARS saw of one bar: "done/total" values in order."""
+    return page.evaluate(f"window.__bars[{key!r}] ?? []")
 
 
 def console_url(gateway_url: str) -> str:

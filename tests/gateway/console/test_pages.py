@@ -14,8 +14,9 @@ from runsvc.tokens import revoke_token
 from tests.gateway.console.pages import (
     FOCUS_OUTLINE,
     LOW_CONTRAST_TEXT,
-    RECORD_BAR,
+    RECORD_BARS,
     UNLABELLED_CONTROLS,
+    bar_values,
     console_url,
     item_rows,
     open_run,
@@ -55,7 +56,7 @@ def test_sign_in_start_a_snapshot_capture_and_watch_it_succeed(
     total = len(tenant.policy_ids)
     tab = open_tab()
     page = tab.page
-    page.add_init_script(RECORD_BAR)
+    page.add_init_script(RECORD_BARS)
     page.goto(console_url(slow_gateway.url))
     tab.screenshot("sign-in")
     sign_in(tab, slow_gateway.url, slow_stack.token)
@@ -75,7 +76,7 @@ def test_sign_in_start_a_snapshot_capture_and_watch_it_succeed(
     expect(bar).to_have_attribute("aria-valuemax", str(total))
     expect(bar).to_have_attribute("aria-valuenow", str(total))
     assert stayed(page), "the run page was reloaded"
-    shown = page.evaluate("window.__barValues")
+    shown = bar_values(page)
     assert shown[-1] == f"{total}/{total}"
     assert any(value != shown[-1] for value in shown), f"the bar never moved: {shown}"
     expect(page.locator("[data-fact=Succeeded] dd")).to_have_text(str(total))
@@ -88,6 +89,53 @@ def test_sign_in_start_a_snapshot_capture_and_watch_it_succeed(
     row = page.locator(f"tr[data-run-id='{run_id}']")
     expect(row.locator(".badge")).to_have_text("succeeded")
     tab.screenshot("runs")
+
+
+def test_the_runs_list_moves_live(open_tab, slow_gateway, slow_stack, database_url):
+    tenant = seed_tenant(database_url, policies=8)
+    total = len(tenant.policy_ids)
+    tab = open_tab()
+    page = tab.page
+    page.add_init_script(RECORD_BARS)
+    sign_in(tab, slow_gateway.url, slow_stack.token)
+    open_tenant(page, tenant.external_id)
+    run = start_over_http(slow_gateway, tenant.external_id, "snapshot_capture")
+    page.get_by_role("button", name="Refresh").click()
+    row = page.locator(f"tr[data-run-id='{run['id']}']")
+    stays_in_page(page)
+    expect(row.locator(".badge")).to_have_text("succeeded", timeout=FINISH)
+    expect(row.locator(".counts")).to_have_text(f"{total} / {total}")
+    assert stayed(page), "the list was reloaded"
+    shown = bar_values(page, run["id"])
+    assert shown[-1] == f"{total}/{total}"
+    assert any(value != shown[-1] for value in shown), f"the bar never moved: {shown}"
+
+
+def test_a_cut_watch_resumes_from_the_last_event(open_tab, make_gateway, slow_stack, database_url):
+    """A gateway that ends every watch after a second: the page reconnects
+    with Last-Event-ID each time and still sees the run to its end."""
+    tenant = seed_tenant(database_url, policies=24)
+    gateway = make_gateway(slow_stack.target, "--watch-timeout", "1", stack=slow_stack)
+    run = start_over_http(gateway, tenant.external_id, "snapshot_capture")
+    tab = open_tab()
+    page = tab.page
+    watches: list[str | None] = []
+    page.on(
+        "request",
+        lambda request: (
+            watches.append(request.headers.get("last-event-id"))
+            if request.url.endswith("/watch")
+            else None
+        ),
+    )
+    sign_in(tab, gateway.url, slow_stack.token)
+    open_run(page, gateway.url, tenant.external_id, "snapshot_capture", run["id"])
+    expect(run_status(page)).to_have_text("succeeded", timeout=FINISH)
+    expect(run_bar(page)).to_have_attribute("aria-valuenow", str(len(tenant.policy_ids)))
+    assert len(watches) >= 2, "the watch was never cut and resumed"
+    assert watches[0] is None
+    resumed = [int(version) for version in watches[1:] if version is not None]
+    assert resumed == sorted(resumed) and len(resumed) == len(watches) - 1
 
 
 def test_a_partial_run_shows_its_failed_items_and_retries_them(
