@@ -138,6 +138,50 @@ def test_a_cut_watch_resumes_from_the_last_event(open_tab, make_gateway, slow_st
     assert resumed == sorted(resumed) and len(resumed) == len(watches) - 1
 
 
+# The console's page sizes (runs.js, run.js).
+RUNS_PAGE = 20
+ITEMS_PAGE = 50
+
+
+def test_runs_and_items_are_paged(open_tab, idle_gateway, idle_stack, gateway, stack, database_url):
+    tenant = seed_tenant(database_url, policies=1)
+    started = [
+        start_over_http(
+            idle_gateway, tenant.external_id, "snapshot_capture", {"targetObjectId": f"scope-{i}"}
+        )["id"]
+        for i in range(RUNS_PAGE + 1)
+    ]
+    tab = open_tab()
+    page = sign_in(tab, idle_gateway.url, idle_stack.token)
+    open_tenant(page, tenant.external_id)
+    rows = page.locator("table.runs tbody tr")
+    expect(rows).to_have_count(RUNS_PAGE)
+    expect(rows.first).to_have_attribute("data-run-id", started[-1])  # newest first
+    # Every run is queued: their watches share a few connections, and the
+    # page still answers.
+    page.get_by_role("button", name="Older runs").click()
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_have_attribute("data-run-id", started[0])
+    page.get_by_role("button", name="Newer runs").click()
+    expect(rows).to_have_count(RUNS_PAGE)
+    page.get_by_label("Status").select_option("succeeded")
+    expect(page.get_by_text("No runs match these filters.")).to_be_visible()
+
+    many = seed_tenant(database_url, policies=ITEMS_PAGE + 10)
+    run = start_over_http(gateway, many.external_id, "snapshot_capture")
+    operator = sign_in(open_tab(), gateway.url, stack.token)
+    open_run(operator, gateway.url, many.external_id, "snapshot_capture", run["id"])
+    expect(run_status(operator)).to_have_text("succeeded", timeout=FINISH)
+    items = item_rows(operator)
+    expect(items).to_have_count(ITEMS_PAGE)
+    operator.get_by_role("button", name="More items").click()
+    expect(items).to_have_count(len(many.policy_ids) - ITEMS_PAGE)
+    expect(items.first).to_have_attribute("data-item-id", many.policy_ids[ITEMS_PAGE])
+    operator.get_by_role("button", name="Previous items").click()
+    expect(items).to_have_count(ITEMS_PAGE)
+    expect(items.first).to_have_attribute("data-item-id", many.policy_ids[0])
+
+
 def test_a_partial_run_shows_its_failed_items_and_retries_them(
     open_tab, slow_gateway, slow_stack, database_url
 ):

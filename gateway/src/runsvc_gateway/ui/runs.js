@@ -12,7 +12,7 @@ const PAGE_SIZE = 20;
 const LIVE_STREAMS = 4;
 
 // Page tokens of the pages before the current one, per tenant and filter.
-const history = new Map();
+const pagesBefore = new Map();
 
 function select(id, label, options, value) {
   return [
@@ -67,7 +67,7 @@ export async function runsPage({ view, params, query, signal, caller }) {
   );
 
   const filterKey = `${tenant}|${type}|${status}`;
-  const before = history.get(filterKey) ?? [];
+  const before = pagesBefore.get(filterKey) ?? [];
   let page;
   try {
     page = await call("GET", paths.runs(tenant), {
@@ -107,7 +107,7 @@ export async function runsPage({ view, params, query, signal, caller }) {
     ? h("button", { type: "button", id: "older" }, "Older runs")
     : null;
   older?.addEventListener("click", () => {
-    history.set(filterKey, [...before, pageToken]);
+    pagesBefore.set(filterKey, [...before, pageToken]);
     go(hashes.runs(tenant, { type, status, page: page.nextPageToken }));
   });
   let newer = null;
@@ -115,7 +115,7 @@ export async function runsPage({ view, params, query, signal, caller }) {
     newer = h("button", { type: "button", id: "newer" }, before.length ? "Newer runs" : "Newest runs");
     newer.addEventListener("click", () => {
       const previous = before.length ? before[before.length - 1] : "";
-      history.set(filterKey, before.slice(0, -1));
+      pagesBefore.set(filterKey, before.slice(0, -1));
       go(hashes.runs(tenant, { type, status, page: previous }));
     });
   }
