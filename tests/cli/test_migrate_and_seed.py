@@ -27,9 +27,9 @@ def empty_database(admin_database_url):
 
 
 def test_migrate_applies_once_and_is_safe_to_repeat(empty_database):
-    shipped = [m.version for m in available_migrations()]
     first = run_cli(empty_database, "migrate")
     assert first.returncode == 0, first.stderr
+    shipped = [m.version for m in available_migrations()]
     assert f"applied {len(shipped)} migration(s)" in first.stdout
     second = run_cli(empty_database, "migrate")
     assert second.returncode == 0, second.stderr
@@ -38,7 +38,6 @@ def test_migrate_applies_once_and_is_safe_to_repeat(empty_database):
         v for (v,) in query_all(empty_database, "SELECT version FROM schema_migrations ORDER BY 1")
     ]
     assert versions == shipped
-    assert shipped[:4] == [1, 2, 3, 4]
 
 
 def test_migrate_without_database_url_says_so():

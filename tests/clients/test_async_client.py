@@ -56,7 +56,10 @@ def test_async_errors_are_typed(idle_stack, tenant):
             assert bad.value.field == "options.item_ids[0]"
             assert bad.value.code is grpc.StatusCode.INVALID_ARGUMENT
             tid = tenant.external_id
-            run = (await client.start_run(tenant=tid, run_type="restore_preview")).run
+            started = await client.start_run(
+                tenant=tid, run_type="restore_preview", target_object_id="bs"
+            )
+            run = started.run
             with pytest.raises(NotFound):
                 await client.get_run(tenant=tid, run_type="snapshot_capture", run_id=run.id)
             with pytest.raises(DeadlineExceeded):

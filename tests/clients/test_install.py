@@ -1,5 +1,6 @@
-"""`pip install ./clients/python` in a fresh virtual environment, without the
-server, gives a working client: the generated code and the typed wrapper."""
+"""`pip install ./clients/python-proto ./clients/python` in a fresh virtual
+environment, without the server, gives a working client: the generated code
+(its own distribution) and the typed wrapper over it."""
 
 from __future__ import annotations
 
@@ -21,6 +22,11 @@ SCRIPT = textwrap.dedent(
     from runsvc_client import RunsClient, InvalidArgument, is_terminal
 
     assert importlib.util.find_spec("runsvc") is None, "the server must not be installed"
+    from importlib import metadata
+    # The generated code is its own distribution; the client ships none of it.
+    client_files = [str(f) for f in metadata.files("runsvc-client")]
+    assert not [f for f in client_files if f.startswith(("tenantpilot/", "buf/"))], client_files
+    assert any(str(f).endswith("runs_pb2.py") for f in metadata.files("runsvc-proto"))
     package = Path(runsvc_client.__file__).parent
     site = package.parent
     typing_files = sorted(
@@ -82,7 +88,15 @@ def test_pip_install_in_a_fresh_venv_and_call_the_live_server(stack, tenant, tmp
     venv.EnvBuilder(with_pip=True, clear=True).create(env_dir)
     python = env_dir / "bin" / "python"
     install = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", "./clients/python"],
+        [
+            str(python),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "./clients/python-proto",
+            "./clients/python",
+        ],
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
@@ -105,6 +119,8 @@ def test_pip_install_in_a_fresh_venv_and_call_the_live_server(stack, tenant, tmp
     assert report["typing"] == [
         "runsvc_client/py.typed",
         "tenantpilot/py.typed",
+        "tenantpilot/runs/v1/rules_pb2.pyi",
+        "tenantpilot/runs/v1/rules_pb2_grpc.pyi",
         "tenantpilot/runs/v1/runs_pb2.pyi",
         "tenantpilot/runs/v1/runs_pb2_grpc.pyi",
     ]

@@ -69,13 +69,24 @@ def assert_contract_response(response: httpx.Response, path: str, method: str) -
     return body
 
 
+@cache
+def extension_fields() -> set[str]:
+    """The properties the gateway adds to every RunRecord (its served
+    description's RunExtensions; the contract allows more properties)."""
+    from runsvc_gateway.contract import operators
+
+    return set(operators()["components"]["schemas"]["RunExtensions"]["properties"])
+
+
 def assert_record(record: Any) -> None:
     """One RunRecord (from GET, POST or an SSE event), per the contract."""
     schema = {"$ref": URI + "#/components/schemas/RunRecord"}
     error = best_match(_validator(schema).iter_errors(record))
     assert error is None, f"{error}\n{record}"
-    # Exactly the contract's fields, each present (nullable ones as null).
-    assert set(record) == set(contract()["components"]["schemas"]["RunRecord"]["properties"])
+    # Exactly the contract's fields and the extensions, each present
+    # (nullable ones as null).
+    contract_fields = set(contract()["components"]["schemas"]["RunRecord"]["properties"])
+    assert set(record) == contract_fields | extension_fields()
     assert set(record["counts"]) == {"total", "succeeded", "failed"}
 
 

@@ -18,11 +18,15 @@ import hashlib
 import json
 import unicodedata
 import uuid
+from datetime import datetime
 from urllib.parse import quote, unquote
 
 import schemathesis
 
 RUN_TYPES = ("backup_set_add_policies", "restore_execute", "restore_preview", "snapshot_capture")
+# SPEC: these run types are refused at start without a target (and the first
+# without item ids).
+NEEDS_TARGET = ("backup_set_add_policies", "restore_execute", "restore_preview")
 LIMITS = {"tenantExternalId": 128, "targetObjectId": 256, "payloadHash": 128}
 MAX_ITEM_ID = 256
 MAX_ITEM_IDS = 10_000
@@ -73,6 +77,33 @@ def map_body(context, body):
 
 
 @schemathesis.hook
+def map_query(context, query):
+    """ListRuns' and ListRunItems' query: a page token is only ever one the
+    service gave (tests/gateway/test_operators.py pages with real ones)."""
+    if not isinstance(query, dict):
+        return query
+    query = dict(query)
+    query.pop("pageToken", None)
+    if isinstance(query.get("targetObjectId"), str):
+        query["targetObjectId"] = _clean(
+            query["targetObjectId"], LIMITS["targetObjectId"], required=False
+        )
+    for name in ("createdAfter", "createdBefore"):
+        if isinstance(query.get(name), str) and not _readable_time(query[name]):
+            del query[name]
+    return query
+
+
+def _readable_time(value: str) -> bool:
+    """RFC 3339 allows year 0 and leap seconds, which no timestamp holds."""
+    try:
+        datetime.fromisoformat(value.upper())
+    except ValueError:
+        return False
+    return True
+
+
+@schemathesis.hook
 def map_headers(context, headers):
     if not headers or not isinstance(headers.get("Last-Event-ID"), str):
         return headers
@@ -100,11 +131,27 @@ def spec_refuses(case) -> bool:
             uuid.UUID(run_id)
         except ValueError:
             return True
+    query = case.query or {}
+    if isinstance(query, dict):
+        if query.get("pageToken"):
+            return True
+        if _bad_text(query.get("targetObjectId"), LIMITS["targetObjectId"], required=False):
+            return True
+        for name in ("createdAfter", "createdBefore"):
+            if isinstance(query.get(name), str) and not _readable_time(query[name]):
+                return True
     headers = case.headers or {}
     last = headers.get("Last-Event-ID")
     if isinstance(last, str) and last.strip() and not (last.isascii() and last.strip().isdigit()):
         return True
     body = case.body
+    starting = case.method.upper() == "POST" and case.path == "/t/{tenantExternalId}/runs/{runType}"
+    if starting and params.get("runType") in NEEDS_TARGET:
+        given = body if isinstance(body, dict) else {}
+        if not given.get("targetObjectId"):
+            return True
+        if params["runType"] == "backup_set_add_policies" and given.get("itemIds") is None:
+            return True
     if isinstance(body, dict):
         for name in ("targetObjectId", "payloadHash"):
             if _bad_text(body.get(name), LIMITS[name], required=False):

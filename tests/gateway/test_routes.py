@@ -117,12 +117,13 @@ def test_get_follows_a_real_run_to_its_terminal_state(http, tenant):
 
 
 def test_failed_run_carries_safe_error(http, tenant):
-    # backup_set_add_policies needs a target: the run fails with a stable code.
-    created = start(http, tenant.external_id, "backup_set_add_policies").json()["run"]
+    # An unknown backup set: the run fails with a stable code.
+    body = {"targetObjectId": "bs-nowhere", "itemIds": [tenant.policy_ids[0]]}
+    created = start(http, tenant.external_id, "backup_set_add_policies", json=body).json()["run"]
     final = wait_terminal(http, created)
     assert_record(final)
     assert final["status"] == "failed"
-    assert final["safeError"]["code"] == "TARGET_REQUIRED"
+    assert final["safeError"]["code"] == "TARGET_NOT_FOUND"
     assert isinstance(final["safeError"]["context"], dict)
 
 

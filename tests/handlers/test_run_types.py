@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import json
 
+import grpc
 import pytest
 from tenantpilot.runs.v1 import runs_pb2
 
-from tests.support.db import query_all, query_one
+from tests.support.db import count_runs, query_all, query_one
 from tests.support.runs import start, wait_terminal
 from tests.support.seeding import seed_tenant
 
@@ -181,21 +182,34 @@ def test_backup_set_add_policies_keeps_one_entry_pointing_at_newest_snapshot(
     assert snapshot_payload == {"new": "payload"}
 
 
-@pytest.mark.parametrize(
-    "options, code",
-    [
-        (dict(item_ids=["pol-00000"]), "TARGET_REQUIRED"),
-        (dict(target="", item_ids=["pol-00000"]), "TARGET_REQUIRED"),
-        (dict(target="bs-unknown", item_ids=["pol-00000"]), "TARGET_NOT_FOUND"),
-        (dict(target="bs-main"), "ITEMS_REQUIRED"),
-    ],
-)
-def test_backup_set_add_policies_run_level_errors(options, code, stub, tenant):
-    run = run_to_end(stub, tenant.external_id, "backup_set_add_policies", **options)
+def test_backup_set_add_policies_to_an_unknown_set_fails_the_run(stub, tenant):
+    run = run_to_end(
+        stub, tenant.external_id, "backup_set_add_policies", target="bs-unknown", item_ids=["p"]
+    )
     assert run.status == FAILED
-    assert run.safe_error.code == code
+    assert run.safe_error.code == "TARGET_NOT_FOUND"
     total, succeeded, failed = counts(run)
     assert succeeded == 0 and failed == total
+
+
+@pytest.mark.parametrize(
+    "run_type, options, field",
+    [
+        ("backup_set_add_policies", dict(item_ids=["pol-00000"]), "options.target_object_id"),
+        ("backup_set_add_policies", dict(target="", item_ids=["p"]), "options.target_object_id"),
+        ("backup_set_add_policies", dict(target="bs-main"), "options.item_ids"),
+        ("restore_preview", dict(), "options.target_object_id"),
+        ("restore_execute", dict(target=""), "options.target_object_id"),
+    ],
+)
+def test_a_run_without_its_required_target_or_items_is_refused_at_start(
+    run_type, options, field, stub, tenant, database_url
+):
+    with pytest.raises(grpc.RpcError) as refused:
+        start(stub, tenant.external_id, run_type, **options)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.details().startswith(f"{field}: is required for this run type")
+    assert count_runs(database_url, tenant.external_id) == 0
 
 
 # --- restore_preview and restore_execute ------------------------------------
@@ -300,8 +314,6 @@ def test_restore_of_unknown_item_ids_fails_those_items(stub, tenant):
 
 @pytest.mark.parametrize("run_type", ["restore_preview", "restore_execute"])
 def test_restore_needs_an_existing_backup_set(run_type, stub, tenant):
-    missing = run_to_end(stub, tenant.external_id, run_type)
-    assert missing.status == FAILED and missing.safe_error.code == "TARGET_REQUIRED"
     unknown = run_to_end(stub, tenant.external_id, run_type, target="bs-nope")
     assert unknown.status == FAILED and unknown.safe_error.code == "TARGET_NOT_FOUND"
     assert dict(unknown.safe_error.context) == {"targetObjectId": "bs-nope"}

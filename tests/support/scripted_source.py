@@ -9,6 +9,8 @@ RUNSVC_TEST_SOURCE_CRASH        policy ids whose get_policy raises an unexpected
                                 whose text holds a secret
 RUNSVC_TEST_SOURCE_CRASH_LIST   "1": list_policy_ids raises that error too (a run-level
                                 failure, before any item exists)
+RUNSVC_TEST_SOURCE_GONE         policy id prefixes (comma list) whose get_policy finds
+                                nothing: policies listed, then deleted in the tenant
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class ScriptedSource(PostgresTenantSource):
         self.crash = _ids("RUNSVC_TEST_SOURCE_CRASH")
         self.transient = int(os.environ.get("RUNSVC_TEST_SOURCE_TRANSIENT", "0"))
         self.crash_list = os.environ.get("RUNSVC_TEST_SOURCE_CRASH_LIST") == "1"
+        self.gone = tuple(_ids("RUNSVC_TEST_SOURCE_GONE"))
         self._failures: Counter[str] = Counter()
         self._lock = threading.Lock()
 
@@ -51,6 +54,8 @@ class ScriptedSource(PostgresTenantSource):
             time.sleep(self.delay)
         if policy_id in self.crash:
             raise RuntimeError(SECRET_TEXT)
+        if self.gone and policy_id.startswith(self.gone):
+            return None
         with self._lock:
             if self._failures[policy_id] < self.transient:
                 self._failures[policy_id] += 1

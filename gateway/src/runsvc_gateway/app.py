@@ -1,5 +1,6 @@
-"""The ASGI app: the contract's routes, the watch extension, the served
-description and the probes, over one long-lived gRPC channel."""
+"""The ASGI app: the contract's routes, its extensions (watch; the operators'
+list, items, cancel and retry), the served description and the probes,
+over one long-lived gRPC channel."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from tenantpilot.runs.v1 import runs_pb2, runs_pb2_grpc
 from runsvc_client import TLS
 from runsvc_gateway import contract, inputs
 from runsvc_gateway.console import console_routes
-from runsvc_gateway.convert import caller, run_record, start_response
+from runsvc_gateway.convert import caller, run_item_list, run_list, run_record, start_response
 from runsvc_gateway.errors import HttpError, error_response, from_rpc_error
 from runsvc_gateway.sse import Watchers, WatchStream
 
@@ -145,6 +146,46 @@ class Gateway:
             watchers=self.watchers,
         )
 
+    # -- the operators' extensions --
+
+    async def list_runs(self, request: Request) -> Response:
+        tenant = inputs.address(request, with_run_id=False)[0]
+        response = await self._call(
+            self.runs.ListRuns, inputs.list_runs_request(request, tenant), inputs.metadata(request)
+        )
+        return JSONResponse(run_list(response))
+
+    async def list_run_items(self, request: Request) -> Response:
+        tenant, run_type, run_id = inputs.address(request, with_run_id=True)
+        response = await self._call(
+            self.runs.ListRunItems,
+            inputs.list_items_request(request, tenant, run_type, run_id),
+            inputs.metadata(request),
+        )
+        return JSONResponse(run_item_list(response))
+
+    async def cancel_run(self, request: Request) -> Response:
+        tenant, run_type, run_id = inputs.address(request, with_run_id=True)
+        metadata = inputs.metadata(request)
+        await inputs.no_body(request, self.settings.max_body_bytes)
+        response = await self._call(
+            self.runs.CancelRun,
+            runs_pb2.CancelRunRequest(tenant_external_id=tenant, run_type=run_type, run_id=run_id),
+            metadata,
+        )
+        return JSONResponse(run_record(response.run))
+
+    async def retry_run(self, request: Request) -> Response:
+        tenant, run_type, run_id = inputs.address(request, with_run_id=True)
+        metadata = inputs.metadata(request)
+        await inputs.no_body(request, self.settings.max_body_bytes)
+        response = await self._call(
+            self.runs.RetryRun,
+            runs_pb2.RetryRunRequest(tenant_external_id=tenant, run_type=run_type, run_id=run_id),
+            metadata,
+        )
+        return JSONResponse(start_response(response), status_code=200 if response.reused else 201)
+
     async def whoami(self, request: Request) -> Response:
         response = await self._call(
             self.runs.GetCaller, runs_pb2.GetCallerRequest(), inputs.metadata(request)
@@ -210,6 +251,10 @@ def create_app(settings: Settings) -> ASGIApp:
         Route(PREFIX + contract.START_PATH, gateway.start_run, methods=["POST"]),
         Route(PREFIX + contract.GET_PATH, gateway.get_run, methods=["GET"]),
         Route(PREFIX + contract.WATCH_PATH, gateway.watch_run, methods=["GET"]),
+        Route(PREFIX + contract.LIST_PATH, gateway.list_runs, methods=["GET"]),
+        Route(PREFIX + contract.ITEMS_PATH, gateway.list_run_items, methods=["GET"]),
+        Route(PREFIX + contract.CANCEL_PATH, gateway.cancel_run, methods=["POST"]),
+        Route(PREFIX + contract.RETRY_PATH, gateway.retry_run, methods=["POST"]),
         Route(PREFIX + contract.WHOAMI_PATH, gateway.whoami, methods=["GET"]),
         Route(PREFIX + "/openapi.yaml", gateway.openapi, methods=["GET"]),
         Route("/healthz", gateway.healthz, methods=["GET"]),

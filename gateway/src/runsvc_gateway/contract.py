@@ -21,6 +21,12 @@ CONTRACT_URI = "urn:runsvc:admin-runs.openapi.yaml"
 START_PATH = "/t/{tenantExternalId}/runs/{runType}"
 GET_PATH = "/t/{tenantExternalId}/runs/{runType}/{runId}"
 WATCH_PATH = "/t/{tenantExternalId}/runs/{runType}/{runId}/watch"
+# The operators' extensions, described in operators.openapi.yaml.
+OPERATORS_FILE = "operators.openapi.yaml"
+LIST_PATH = "/t/{tenantExternalId}/runs"
+ITEMS_PATH = "/t/{tenantExternalId}/runs/{runType}/{runId}/items"
+CANCEL_PATH = "/t/{tenantExternalId}/runs/{runType}/{runId}/cancel"
+RETRY_PATH = "/t/{tenantExternalId}/runs/{runType}/{runId}/retry"
 WHOAMI_PATH = "/whoami"
 
 
@@ -32,6 +38,13 @@ def contract_text() -> str:
 def contract() -> dict[str, Any]:
     """The parsed contract; callers must not change it (they copy)."""
     return yaml.safe_load(contract_text())
+
+
+@cache
+def operators() -> dict[str, Any]:
+    """The description of the operators' routes and their schemas."""
+    text = resources.files(__package__).joinpath(OPERATORS_FILE).read_text(encoding="utf-8")
+    return yaml.safe_load(text)
 
 
 @dataclass(frozen=True)
@@ -119,12 +132,22 @@ ERROR_RESPONSES: dict[str, str] = {
     "413": "Request body over the size limit",
     "415": "Request body that is not application/json",
     "429": "Too many requests",
+    "431": "Request header fields too large (an Authorization header over 4 KiB)",
     "500": "Internal error",
     "503": "The run service is unavailable; retry",
     "504": "The run service did not answer in time; retry",
 }
 
-WITH_BODY = ("413", "415")
+
+# Only routes that read a body can answer 413 (every POST) or 415 (startRun,
+# the only one that takes a JSON body).
+def _answers(code: str, path: str, method: str) -> bool:
+    if code == "413":
+        return method == "post"
+    if code == "415":
+        return path == START_PATH and method == "post"
+    return True
+
 
 # One event of the watch stream (contentSchema: what its data holds as JSON).
 SSE_EVENT: dict[str, Any] = {
@@ -232,18 +255,21 @@ def _whoami_operation() -> dict[str, Any]:
 
 @cache
 def served_description() -> dict[str, Any]:
-    """The contract unchanged in its paths and schemas, plus the watch route
-    and the error responses each operation can give."""
+    """The contract unchanged in its paths and schemas, plus the watch route,
+    the operators' routes and the error responses each operation can give."""
     doc = copy.deepcopy(contract())
     doc["components"]["schemas"]["Error"] = ERROR_SCHEMA
     doc["paths"][WATCH_PATH] = {"get": _watch_operation()}
+    extensions = copy.deepcopy(operators())
+    doc["paths"].update(extensions["paths"])
+    doc["components"]["schemas"].update(extensions["components"]["schemas"])
     doc["components"]["schemas"]["Caller"] = CALLER_SCHEMA
     doc["paths"][WHOAMI_PATH] = {"get": _whoami_operation()}
     for path, item in doc["paths"].items():
         for method, operation in item.items():
             responses = operation["responses"]
             for code, description in ERROR_RESPONSES.items():
-                if code in WITH_BODY and not (path == START_PATH and method == "post"):
+                if not _answers(code, path, method):
                     continue
                 # Responses the contract already has stay exactly as written.
                 responses.setdefault(code, _error_response(description))

@@ -56,11 +56,52 @@ def run_record(run: runs_pb2.RunRecord) -> dict[str, Any]:
             "failed": run.counts.failed,
         },
         "safeError": safe_error,
+        # Extension properties (operators.openapi.yaml: RunExtensions).
+        "retryOfRunId": run.retry_of_run_id if run.HasField("retry_of_run_id") else None,
+        "cancelRequestedAt": (
+            _timestamp(run.cancel_requested_at) if run.HasField("cancel_requested_at") else None
+        ),
     }
 
 
-def start_response(response: runs_pb2.StartRunResponse) -> dict[str, Any]:
+def start_response(
+    response: runs_pb2.StartRunResponse | runs_pb2.RetryRunResponse,
+) -> dict[str, Any]:
     return {"reused": response.reused, "run": run_record(response.run)}
+
+
+# -- the operators' routes --
+
+OUTCOME = {
+    runs_pb2.ITEM_OUTCOME_PENDING: "pending",
+    runs_pb2.ITEM_OUTCOME_SUCCEEDED: "succeeded",
+    runs_pb2.ITEM_OUTCOME_FAILED: "failed",
+}
+
+
+def run_list(response: runs_pb2.ListRunsResponse) -> dict[str, Any]:
+    return {
+        "runs": [run_record(run) for run in response.runs],
+        "nextPageToken": response.next_page_token,
+    }
+
+
+def run_item(item: runs_pb2.RunItem) -> dict[str, Any]:
+    return {
+        "itemId": item.item_id,
+        "position": item.position,
+        "outcome": OUTCOME[item.outcome],
+        "errorCode": item.error_code if item.HasField("error_code") else None,
+        "finishedAt": _timestamp(item.finished_at) if item.HasField("finished_at") else None,
+        "detail": _whole_numbers(MessageToDict(item.detail)) if item.HasField("detail") else None,
+    }
+
+
+def run_item_list(response: runs_pb2.ListRunItemsResponse) -> dict[str, Any]:
+    return {
+        "items": [run_item(item) for item in response.items],
+        "nextPageToken": response.next_page_token,
+    }
 
 
 def is_terminal(run: runs_pb2.RunRecord) -> bool:

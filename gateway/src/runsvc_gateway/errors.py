@@ -31,7 +31,8 @@ OWN_MESSAGE: dict[int, str] = {
     504: "the run service did not answer in time; retry",
 }
 
-# Proto field paths in the server's BadRequest details -> the contract's names.
+# Proto field paths in the server's BadRequest details -> the names of the
+# contract and its extensions (path and query parameters, body properties).
 FIELD_NAMES = {
     "tenant_external_id": "tenantExternalId",
     "run_type": "runType",
@@ -40,8 +41,17 @@ FIELD_NAMES = {
     "options.target_object_id": "targetObjectId",
     "options.payload_hash": "payloadHash",
     "options.item_ids": "itemIds",
+    # ListRuns and ListRunItems
+    "run_types": "runType",
+    "statuses": "status",
+    "target_object_id": "targetObjectId",
+    "created_after": "createdAfter",
+    "created_before": "createdBefore",
+    "outcomes": "outcome",
+    "page_size": "pageSize",
+    "page_token": "pageToken",
 }
-_ITEM = re.compile(r"^options\.item_ids(\[\d+\])$")
+_INDEXED = re.compile(r"^(.*?)((?:\[\d+\])*)$")
 
 
 class HttpError(Exception):
@@ -70,10 +80,11 @@ def _clip(message: str) -> str:
 
 
 def contract_field(proto_path: str) -> str:
-    item = _ITEM.match(proto_path)
-    if item:
-        return "itemIds" + item[1]
-    return FIELD_NAMES.get(proto_path, proto_path)
+    """`options.item_ids[3]` -> `itemIds[3]`; unknown paths stay as they are."""
+    match = _INDEXED.match(proto_path)
+    assert match is not None  # the pattern matches any text
+    base, index = match[1], match[2]
+    return FIELD_NAMES[base] + index if base in FIELD_NAMES else proto_path
 
 
 def from_rpc_error(error: grpc.aio.AioRpcError) -> HttpError:

@@ -5,36 +5,28 @@ syntax, then the contract's schema)."""
 from __future__ import annotations
 
 import json
-import unicodedata
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from google.protobuf.timestamp_pb2 import Timestamp
 from starlette.requests import Request
 from tenantpilot.runs.v1 import runs_pb2
 
 from runsvc_gateway import contract
 from runsvc_gateway.errors import HttpError, invalid
 
-# SPEC "Errors and limits"; the server checks them too, the gateway only
-# keeps oversized or unprintable ids from travelling further.
-MAX_TENANT_LEN = 128
-MAX_RUN_TYPE_LEN = 64
-MAX_RUN_ID_LEN = 64
+# The field limits (lengths, control characters, item-id count) are the
+# server's, written once as protovalidate rules in the proto; the gateway
+# passes ids on and maps the server's field violations to the contract's
+# names (errors.contract_field). It checks only what cannot travel as a
+# proto string at all (bytes that are not UTF-8, lone surrogates) and the
+# contract's own schemas.
 DEFAULT_MAX_BODY_BYTES = 3 * 1024 * 1024  # 10,000 item ids of 256 characters fit
 MAX_VERSION = 2**63 - 1
-
-
-def _unprintable(value: str) -> bool:
-    # Cc: control characters; Cs: lone surrogates (not Unicode text at all).
-    return any(unicodedata.category(ch) in ("Cc", "Cs") for ch in value)
-
-
-def _path_id(field: str, value: str, max_len: int) -> str:
-    if len(value) > max_len:
-        raise invalid(field, f"must be at most {max_len} characters")
-    if _unprintable(value):
-        raise invalid(field, "must not contain control characters")
-    return value
+# gRPC refuses metadata over 8 KiB with internals in its message; a bearer
+# token is about 60 characters, so anything this long is refused here (431).
+MAX_AUTHORIZATION_BYTES = 4096
 
 
 def address(request: Request, *, with_run_id: bool) -> tuple[str, str, str]:
@@ -46,10 +38,11 @@ def address(request: Request, *, with_run_id: bool) -> tuple[str, str, str]:
         except UnicodeDecodeError:
             raise invalid("", "the path is not UTF-8") from None
     params = request.path_params
-    tenant = _path_id("tenantExternalId", params["tenantExternalId"], MAX_TENANT_LEN)
-    run_type = _path_id("runType", params["runType"], MAX_RUN_TYPE_LEN)
-    run_id = _path_id("runId", params["runId"], MAX_RUN_ID_LEN) if with_run_id else ""
-    return tenant, run_type, run_id
+    return (
+        params["tenantExternalId"],
+        params.get("runType", ""),
+        params["runId"] if with_run_id else "",
+    )
 
 
 def check_start_run_type(run_type: str) -> None:
@@ -64,6 +57,12 @@ def metadata(request: Request) -> tuple[tuple[str, str], ...]:
     value = request.headers.get("authorization")
     if value is None:
         return ()
+    if len(value) > MAX_AUTHORIZATION_BYTES:
+        raise HttpError(
+            431,
+            "REQUEST_HEADER_FIELDS_TOO_LARGE",
+            f"the Authorization header is over {MAX_AUTHORIZATION_BYTES} bytes",
+        )
     if not value.isascii() or not value.isprintable():
         raise HttpError(401, "UNAUTHENTICATED", "malformed Authorization header")
     return (("authorization", value),)
@@ -149,3 +148,129 @@ def _check_text(value: dict[str, Any]) -> None:
 
 def _has_surrogate(value: str) -> bool:
     return any("\ud800" <= ch <= "\udfff" for ch in value)
+
+
+# -- the operators' routes: query parameters --------------------------------
+
+MAX_INT32 = 2**31 - 1
+RUN_STATUSES = {
+    "queued": runs_pb2.RUN_STATUS_QUEUED,
+    "running": runs_pb2.RUN_STATUS_RUNNING,
+    "succeeded": runs_pb2.RUN_STATUS_SUCCEEDED,
+    "failed": runs_pb2.RUN_STATUS_FAILED,
+    "partial": runs_pb2.RUN_STATUS_PARTIAL,
+}
+ITEM_OUTCOMES = {
+    "pending": runs_pb2.ITEM_OUTCOME_PENDING,
+    "succeeded": runs_pb2.ITEM_OUTCOME_SUCCEEDED,
+    "failed": runs_pb2.ITEM_OUTCOME_FAILED,
+}
+
+
+class Query:
+    """The query string of one request: only the named parameters; a
+    repeatable one as a list. An empty text value counts as absent."""
+
+    def __init__(self, request: Request, allowed: set[str]) -> None:
+        raw = request.scope.get("query_string", b"")
+        try:
+            unquote_to_bytes(raw.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            raise invalid("", "the query string is not UTF-8") from None
+        self._params = request.query_params
+        unknown = sorted(set(self._params) - allowed)
+        if unknown:
+            known = ", ".join(sorted(allowed))
+            raise invalid(unknown[0], f"unknown query parameter; known: {known}")
+
+    def values(self, name: str) -> list[str]:
+        return self._params.getlist(name)
+
+    def one(self, name: str) -> str | None:
+        values = self.values(name)
+        if len(values) > 1:
+            raise invalid(name, "must be given once")
+        return values[0] if values else None
+
+    def text(self, name: str) -> str | None:
+        return self.one(name) or None
+
+    def choices(self, name: str, mapping: dict[str, int]) -> list[int]:
+        chosen = []
+        for value in self.values(name):
+            if value not in mapping:
+                raise invalid(name, f"unknown value; one of {', '.join(mapping)}")
+            chosen.append(mapping[value])
+        return chosen
+
+    def whole_number(self, name: str) -> int:
+        value = self.one(name)
+        if value is None:
+            return 0
+        if not (value.isascii() and value.isdigit()) or int(value) > MAX_INT32:
+            raise invalid(name, f"must be a whole number from 0 to {MAX_INT32}")
+        return int(value)
+
+    def time(self, name: str, into: Timestamp) -> bool:
+        value = self.one(name)
+        if value is None:
+            return False
+        try:
+            when = datetime.fromisoformat(value.upper())
+        except ValueError:
+            raise invalid(name, "must be an RFC 3339 date-time") from None
+        if when.tzinfo is None:
+            raise invalid(name, "must be an RFC 3339 date-time with a time zone")
+        into.FromDatetime(when.astimezone(UTC))
+        return True
+
+
+def list_runs_request(request: Request, tenant: str) -> runs_pb2.ListRunsRequest:
+    query = Query(
+        request,
+        {
+            "runType",
+            "status",
+            "targetObjectId",
+            "createdAfter",
+            "createdBefore",
+            "pageSize",
+            "pageToken",
+        },
+    )
+    message = runs_pb2.ListRunsRequest(
+        tenant_external_id=tenant,
+        run_types=query.values("runType"),
+        statuses=query.choices("status", RUN_STATUSES),
+        page_size=query.whole_number("pageSize"),
+        page_token=query.text("pageToken") or "",
+    )
+    target = query.text("targetObjectId")
+    if target is not None:
+        message.target_object_id = target
+    if not query.time("createdAfter", message.created_after):
+        message.ClearField("created_after")
+    if not query.time("createdBefore", message.created_before):
+        message.ClearField("created_before")
+    return message
+
+
+def list_items_request(
+    request: Request, tenant: str, run_type: str, run_id: str
+) -> runs_pb2.ListRunItemsRequest:
+    query = Query(request, {"outcome", "pageSize", "pageToken"})
+    return runs_pb2.ListRunItemsRequest(
+        tenant_external_id=tenant,
+        run_type=run_type,
+        run_id=run_id,
+        outcomes=query.choices("outcome", ITEM_OUTCOMES),
+        page_size=query.whole_number("pageSize"),
+        page_token=query.text("pageToken") or "",
+    )
+
+
+async def no_body(request: Request, max_bytes: int) -> None:
+    """Cancel and retry take no body; an empty one or `{}` is fine."""
+    body = (await read_body(request, max_bytes)).strip()
+    if body not in (b"", b"{}"):
+        raise invalid("", "this route takes no request body")

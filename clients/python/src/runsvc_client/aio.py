@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Iterable
+from datetime import datetime
 from types import TracebackType
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -19,13 +20,20 @@ from runsvc_client.channel import (
     auth_metadata,
     channel_args,
 )
-from runsvc_client.errors import from_rpc_error, resume_delay
-from runsvc_client.requests import get_run_request, start_run_request, watch_run_request
+from runsvc_client.errors import from_rpc_error
+from runsvc_client.requests import (
+    get_run_request,
+    list_run_items_request,
+    list_runs_request,
+    start_run_request,
+)
+from runsvc_client.watch import WatchResume
 
 
 class AsyncRunsClient:
     """The asyncio twin of `RunsClient`; same arguments, awaitable calls, and
-    `watch_run` an async iterator. Create it inside the running event loop."""
+    `watch_run`, `iter_runs` and `iter_run_items` async iterators. Create it
+    inside the running event loop."""
 
     def __init__(
         self,
@@ -57,6 +65,8 @@ class AsyncRunsClient:
         item_ids: Iterable[str] | None = None,
         timeout: float | None = None,
     ) -> runs_pb2.StartRunResponse:
+        """Starts a run, or returns the active one with the same dedupe key
+        (`reused`). `item_ids=None` means the run type's default set."""
         request = start_run_request(
             tenant,
             run_type,
@@ -64,24 +74,14 @@ class AsyncRunsClient:
             payload_hash=payload_hash,
             item_ids=item_ids,
         )
-        try:
-            return await self._stub.StartRun(
-                request, timeout=self._timeout(timeout), metadata=self._metadata
-            )
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
+        return await self._call(self._stub.StartRun, request, timeout)
 
     async def get_run(
         self, *, tenant: str, run_type: str, run_id: str, timeout: float | None = None
     ) -> runs_pb2.RunRecord:
+        """The run's full current state."""
         request = get_run_request(tenant, run_type, run_id)
-        try:
-            response = await self._stub.GetRun(
-                request, timeout=self._timeout(timeout), metadata=self._metadata
-            )
-        except grpc.RpcError as error:
-            raise from_rpc_error(error) from None
-        return response.run
+        return (await self._call(self._stub.GetRun, request, timeout)).run
 
     async def watch_run(
         self,
@@ -92,35 +92,136 @@ class AsyncRunsClient:
         after_version: int | None = None,
         timeout: float | None = None,
     ) -> AsyncIterator[runs_pb2.RunRecord]:
-        """As `RunsClient.watch_run`: resumes a stream broken by UNAVAILABLE
-        from the last version seen, within the same deadline."""
-        deadline = time.monotonic() + (self.watch_timeout if timeout is None else timeout)
-        last = after_version
-        delivered = False  # any state delivered by this watch
-        idle = 0  # reopened streams in a row that delivered nothing
-        delay = 0.0
+        """The current state (or only states after `after_version`), then one
+        record per change; ends after the terminal state. A stream that broke
+        with UNAVAILABLE after delivering states is resumed from the last
+        version seen (no repeats), within the same deadline. Closing the
+        iterator early cancels the stream."""
+        watch = WatchResume(
+            tenant,
+            run_type,
+            run_id,
+            after_version,
+            self.watch_timeout if timeout is None else timeout,
+        )
         while True:
-            if delay:
-                await asyncio.sleep(delay)
-            request = watch_run_request(tenant, run_type, run_id, last)
-            call = self._stub.WatchRun(
-                request, timeout=max(deadline - time.monotonic(), 0), metadata=self._metadata
+            stream = self._stub.WatchRun(
+                watch.request(), timeout=watch.remaining(), metadata=self._metadata
             )
-            progressed = False
             try:
-                async for response in call:
-                    progressed = delivered = True
-                    last = response.run.version
+                async for response in stream:
+                    watch.seen(response.run)
                     yield response.run
                 return
-            except grpc.RpcError as rpc_error:
-                error = from_rpc_error(rpc_error)
-                idle = 0 if progressed else idle + 1
-                delay = resume_delay(error, delivered, idle, deadline)
-                if delay is None:
-                    raise error from None
+            except grpc.RpcError as error:
+                delay = watch.reopen_after(error)
             finally:
-                call.cancel()
+                stream.cancel()
+            await asyncio.sleep(delay)
+
+    # -- operators' calls --
+
+    async def list_runs(
+        self,
+        *,
+        tenant: str,
+        run_types: Iterable[str] = (),
+        statuses: Iterable[int | str] = (),
+        target_object_id: str | None = None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> runs_pb2.ListRunsResponse:
+        """One page of the tenant's runs, newest first. Statuses by value or
+        name ("running"); `page_size=0` means the server's default (50)."""
+        request = list_runs_request(
+            tenant,
+            run_types=run_types,
+            statuses=statuses,
+            target_object_id=target_object_id,
+            created_after=created_after,
+            created_before=created_before,
+            page_size=page_size,
+            page_token=page_token,
+        )
+        return await self._call(self._stub.ListRuns, request, timeout)
+
+    async def iter_runs(self, **filters: Any) -> AsyncIterator[runs_pb2.RunRecord]:
+        """Every run `list_runs(**filters)` selects, page after page."""
+        filters.pop("page_token", None)
+        token = ""
+        while True:
+            page = await self.list_runs(**filters, page_token=token)
+            for run in page.runs:
+                yield run
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def list_run_items(
+        self,
+        *,
+        tenant: str,
+        run_type: str,
+        run_id: str,
+        outcomes: Iterable[int | str] = (),
+        page_size: int = 0,
+        page_token: str = "",
+        timeout: float | None = None,
+    ) -> runs_pb2.ListRunItemsResponse:
+        """One page of a run's items in order. Outcomes by value or name
+        ("failed", "pending"); `page_size=0` means the server's default (100)."""
+        request = list_run_items_request(
+            tenant,
+            run_type,
+            run_id,
+            outcomes=outcomes,
+            page_size=page_size,
+            page_token=page_token,
+        )
+        return await self._call(self._stub.ListRunItems, request, timeout)
+
+    async def iter_run_items(self, **filters: Any) -> AsyncIterator[runs_pb2.RunItem]:
+        """Every item `list_run_items(**filters)` selects, page after page."""
+        filters.pop("page_token", None)
+        token = ""
+        while True:
+            page = await self.list_run_items(**filters, page_token=token)
+            for item in page.items:
+                yield item
+            token = page.next_page_token
+            if not token:
+                return
+
+    async def cancel_run(
+        self, *, tenant: str, run_type: str, run_id: str, timeout: float | None = None
+    ) -> runs_pb2.RunRecord:
+        """Cancels a queued run at once, a running one at its next batch
+        boundary; the run after the call. FailedPrecondition for a run that
+        already ended otherwise."""
+        request = runs_pb2.CancelRunRequest(
+            tenant_external_id=tenant, run_type=run_type, run_id=run_id
+        )
+        return (await self._call(self._stub.CancelRun, request, timeout)).run
+
+    async def retry_run(
+        self, *, tenant: str, run_type: str, run_id: str, timeout: float | None = None
+    ) -> runs_pb2.RetryRunResponse:
+        """Starts a run over the failed items of a failed or partial run
+        (`run.retry_of_run_id` names it), or returns the active run with the
+        same dedupe key (`reused`)."""
+        request = runs_pb2.RetryRunRequest(
+            tenant_external_id=tenant, run_type=run_type, run_id=run_id
+        )
+        return await self._call(self._stub.RetryRun, request, timeout)
+
+    async def _call(self, method: Any, request: Any, timeout: float | None) -> Any:
+        try:
+            return await method(request, timeout=self._timeout(timeout), metadata=self._metadata)
+        except grpc.RpcError as error:
+            raise from_rpc_error(error) from None
 
     def _timeout(self, timeout: float | None) -> float:
         return self.default_timeout if timeout is None else timeout

@@ -19,8 +19,10 @@ DEFAULT_WATCH_TIMEOUT = 3600.0
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """gRPC retry policy for the idempotent calls (GetRun; StartRun, which is
-    idempotent by its dedupe key). Only UNAVAILABLE is retried."""
+    """gRPC retry policy for the idempotent calls (GetRun, ListRuns,
+    ListRunItems; CancelRun, which may be repeated; StartRun and RetryRun,
+    idempotent by their dedupe key while the run is active). Only
+    UNAVAILABLE is retried."""
 
     max_attempts: int = 5
     initial_backoff: float = 0.1
@@ -30,8 +32,15 @@ class RetryPolicy:
     def method_config(self) -> dict[str, Any]:
         return {
             "name": [
-                {"service": SERVICE, "method": "GetRun"},
-                {"service": SERVICE, "method": "StartRun"},
+                {"service": SERVICE, "method": method}
+                for method in (
+                    "GetRun",
+                    "StartRun",
+                    "ListRuns",
+                    "ListRunItems",
+                    "CancelRun",
+                    "RetryRun",
+                )
             ],
             "retryPolicy": {
                 "maxAttempts": self.max_attempts,

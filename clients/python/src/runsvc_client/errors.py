@@ -7,7 +7,8 @@ import time
 from dataclasses import dataclass
 
 import grpc
-from google.rpc import error_details_pb2, status_pb2
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,8 @@ class FieldViolation:
 
 
 class RunsError(Exception):
-    """A call to runsvc failed; `code` is the gRPC status code."""
+    """A call to runsvc failed; `code` is the gRPC status code, `message` the
+    server's words (for INVALID_ARGUMENT: `field: description; ...`)."""
 
     code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
 
@@ -50,7 +52,7 @@ class InvalidArgument(RunsError):
 
     @property
     def field(self) -> str | None:
-        """The first invalid field, for example `options.item_ids.values[3]`."""
+        """The first invalid field, for example `options.item_ids[3]`."""
         return self.violations[0].field if self.violations else None
 
 
@@ -108,24 +110,20 @@ _BY_CODE: dict[grpc.StatusCode, type[RunsError]] = {
 }
 
 
-_STATUS_DETAILS_KEY = "grpc-status-details-bin"
-
-
 def _violations(error: grpc.RpcError) -> tuple[FieldViolation, ...]:
-    """Field violations from the google.rpc.BadRequest in the status details."""
-    trailing = getattr(error, "trailing_metadata", None)
+    """Field violations from the google.rpc.BadRequest in the status details
+    (read with grpcio-status)."""
+    if not hasattr(error, "trailing_metadata"):
+        return ()
+    try:
+        status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    except ValueError:  # details that contradict the call's code or message
+        return ()
     found: list[FieldViolation] = []
-    for key, value in (trailing() if trailing else None) or ():
-        if key != _STATUS_DETAILS_KEY or not isinstance(value, bytes):
-            continue
-        status = status_pb2.Status.FromString(value)
-        for detail in status.details:
-            if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                bad_request = error_details_pb2.BadRequest()
-                detail.Unpack(bad_request)
-                found += [
-                    FieldViolation(v.field, v.description) for v in bad_request.field_violations
-                ]
+    for detail in status.details if status is not None else ():
+        bad_request = error_details_pb2.BadRequest()
+        if detail.Unpack(bad_request):
+            found += [FieldViolation(v.field, v.description) for v in bad_request.field_violations]
     return tuple(found)
 
 
