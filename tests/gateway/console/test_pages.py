@@ -280,6 +280,38 @@ def test_cancel_a_long_running_run(open_tab, slow_gateway, slow_stack, database_
     tab.screenshot("run-cancelled")
 
 
+def test_cancel_a_queued_run_and_keep_a_run_by_saying_no(
+    open_tab, idle_gateway, idle_stack, database_url
+):
+    tenant = seed_tenant(database_url, policies=3)
+    run = start_over_http(idle_gateway, tenant.external_id, "snapshot_capture")  # stays queued
+    tab = open_tab()
+    page = sign_in(tab, idle_gateway.url, idle_stack.token)
+    open_run(page, idle_gateway.url, tenant.external_id, "snapshot_capture", run["id"])
+    expect(run_status(page)).to_have_text("queued")
+    page.get_by_role("button", name="Cancel run").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog.get_by_role("button", name="Keep it")).to_be_focused()  # the safe choice
+    dialog.get_by_role("button", name="Keep it").click()
+    expect(dialog).to_be_hidden()
+    with idle_gateway.client() as http:
+        path = f"/admin/t/{tenant.external_id}/runs/snapshot_capture/{run['id']}"
+        assert http.get(path).json()["status"] == "queued"
+
+    page.get_by_role("button", name="Cancel run").click()
+    page.keyboard.press("Escape")  # also says no
+    expect(dialog).to_be_hidden()
+    expect(run_status(page)).to_have_text("queued")
+
+    page.get_by_role("button", name="Cancel run").click()
+    dialog.get_by_role("button", name="Cancel run").click()
+    expect(run_status(page)).to_have_text("failed")
+    expect(page.locator("#safe-error-code")).to_have_text("CANCELLED")
+    expect(page.get_by_role("button", name="Cancel run")).to_be_hidden()
+    with idle_gateway.client() as http:
+        assert http.get(path).json()["safeError"]["code"] == "CANCELLED"
+
+
 def test_a_refused_token_goes_back_to_sign_in(open_tab, slow_gateway, database_url):
     tenant = seed_tenant(database_url, policies=1)
     tab = open_tab()
