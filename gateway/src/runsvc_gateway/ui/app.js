@@ -33,7 +33,9 @@ function match(path) {
   for (const [pattern, page, names] of ROUTES) {
     const found = pattern.exec(path);
     if (found) {
-      const params = Object.fromEntries(names.map((name, i) => [name, decodeURIComponent(found[i + 1])]));
+      const params = Object.fromEntries(
+        names.map((name, i) => [name, decodeURIComponent(found[i + 1])]),
+      );
       return { page, params };
     }
   }
@@ -121,7 +123,8 @@ async function render() {
     fill(view, errorBox(error));
     return;
   }
-  if (!signal.aborted && path !== state.shownPath) view.querySelector("h1")?.focus({ preventScroll: true });
+  if (!signal.aborted && path !== state.shownPath)
+    view.querySelector("h1")?.focus({ preventScroll: true });
   state.shownPath = path;
 }
 

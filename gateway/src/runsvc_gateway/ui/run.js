@@ -41,25 +41,50 @@ export async function runPage({ view, params, query, signal, caller }) {
   const operator = caller.role === "operator";
 
   const flashText = takeFlash();
-  const messages = h("div", { class: "messages" }, flashText ? h("p", { class: "notice" }, flashText) : null);
+  const messages = h(
+    "div",
+    { class: "messages" },
+    flashText ? h("p", { class: "notice" }, flashText) : null,
+  );
   const statusSlot = h("span", { class: "run-status" });
   const actions = h("div", { class: "actions" });
   const bar = progressBar("Progress of this run");
   const facts = h("dl", { class: "facts" });
-  const failure = h("section", { class: "failure", "aria-labelledby": "failure-title", hidden: true });
+  const failure = h("section", {
+    class: "failure",
+    "aria-labelledby": "failure-title",
+    hidden: true,
+  });
   const items = h("section", { class: "items", "aria-labelledby": "items-title" });
   const liveNote = h("p", { class: "live-note muted" });
 
   view.replaceChildren(
-    h("nav", { class: "crumbs", "aria-label": "Breadcrumb" }, h("a", { href: hashes.runs(tenant) }, `Runs of ${tenant}`)),
+    h(
+      "nav",
+      { class: "crumbs", "aria-label": "Breadcrumb" },
+      h("a", { href: hashes.runs(tenant) }, `Runs of ${tenant}`),
+    ),
     h(
       "div",
       { class: "page-head" },
-      h("h1", { tabindex: "-1" }, h("span", { class: "type" }, type), " ", h("code", { class: "run-id" }, id)),
+      h(
+        "h1",
+        { tabindex: "-1" },
+        h("span", { class: "type" }, type),
+        " ",
+        h("code", { class: "run-id" }, id),
+      ),
       statusSlot,
     ),
     messages,
-    h("section", { class: "card summary", "aria-label": "Progress" }, actions, bar.element, liveNote, facts),
+    h(
+      "section",
+      { class: "card summary", "aria-label": "Progress" },
+      actions,
+      bar.element,
+      liveNote,
+      facts,
+    ),
     failure,
     items,
   );
@@ -91,8 +116,16 @@ export async function runPage({ view, params, query, signal, caller }) {
 
   // Made once and shown or hidden, so a focused button keeps its focus
   // while progress arrives. A viewer gets neither.
-  const cancel = h("button", { type: "button", class: "danger", id: "cancel-run", hidden: true }, "Cancel run");
-  const retry = h("button", { type: "button", id: "retry-run", hidden: true }, "Retry failed items");
+  const cancel = h(
+    "button",
+    { type: "button", class: "danger", id: "cancel-run", hidden: true },
+    "Cancel run",
+  );
+  const retry = h(
+    "button",
+    { type: "button", id: "retry-run", hidden: true },
+    "Retry failed items",
+  );
   if (operator) {
     cancel.addEventListener("click", () => cancelRun(cancel));
     retry.addEventListener("click", () => retryRun(retry));
@@ -202,7 +235,11 @@ function factList(run) {
   if (run.retryOfRunId) {
     entries.push([
       "Retry of",
-      h("a", { href: hashes.run(run.tenantExternalId, run.type, run.retryOfRunId) }, shortId(run.retryOfRunId)),
+      h(
+        "a",
+        { href: hashes.run(run.tenantExternalId, run.type, run.retryOfRunId) },
+        shortId(run.retryOfRunId),
+      ),
     ]);
   }
   return entries.map(([label, value]) => [
@@ -233,7 +270,9 @@ function itemsTable({ tenant, type, id, outcome, pageToken, signal, container })
     { id: "filter-outcome", name: "outcome" },
     OUTCOMES.map(([value, text]) => h("option", { value, selected: value === outcome }, text)),
   );
-  filter.addEventListener("change", () => go(hashes.run(tenant, type, id, { outcome: filter.value })));
+  filter.addEventListener("change", () =>
+    go(hashes.run(tenant, type, id, { outcome: filter.value })),
+  );
   const body = h("div", { class: "items-body" });
   fill(
     container,
@@ -277,7 +316,11 @@ function itemsTable({ tenant, type, id, outcome, pageToken, signal, container })
       pager.append(next);
     }
     if (rows.length === 0) {
-      fill(body, h("p", { class: "muted" }, outcome ? `No ${outcome} items.` : "No items yet."), pager);
+      fill(
+        body,
+        h("p", { class: "muted" }, outcome ? `No ${outcome} items.` : "No items yet."),
+        pager,
+      );
       return;
     }
     fill(
@@ -289,7 +332,13 @@ function itemsTable({ tenant, type, id, outcome, pageToken, signal, container })
         h(
           "thead",
           {},
-          h("tr", {}, ["#", "Item", "Outcome", "Error code", "Detail", "Finished"].map((c) => h("th", { scope: "col" }, c))),
+          h(
+            "tr",
+            {},
+            ["#", "Item", "Outcome", "Error code", "Detail", "Finished"].map((c) =>
+              h("th", { scope: "col" }, c),
+            ),
+          ),
         ),
         h("tbody", {}, rows.map(itemRow)),
       ),
@@ -307,7 +356,11 @@ function itemRow(item) {
     h("td", { "data-label": "#" }, String(item.position)),
     h("td", { "data-label": "Item" }, h("code", {}, item.itemId)),
     h("td", { "data-label": "Outcome" }, h("span", { class: `badge outcome-${outcome}` }, outcome)),
-    h("td", { "data-label": "Error code" }, item.errorCode ? h("code", { class: "error-code" }, item.errorCode) : "—"),
+    h(
+      "td",
+      { "data-label": "Error code" },
+      item.errorCode ? h("code", { class: "error-code" }, item.errorCode) : "—",
+    ),
     h("td", { "data-label": "Detail", class: "detail" }, detail(item.detail)),
     h("td", { "data-label": "Finished" }, time(item.finishedAt)),
   );

@@ -38,7 +38,12 @@ export async function runsPage({ view, params, query, signal, caller }) {
     "form",
     { class: "filters", "aria-label": "Filter runs" },
     select("filter-type", "Type", [["", "All types"], ...RUN_TYPES.map((t) => [t, t])], type),
-    select("filter-status", "Status", [["", "All statuses"], ...STATUSES.map((s) => [s, s])], status),
+    select(
+      "filter-status",
+      "Status",
+      [["", "All statuses"], ...STATUSES.map((s) => [s, s])],
+      status,
+    ),
     h("button", { type: "button", class: "quiet", id: "refresh" }, "Refresh"),
   );
   filters.addEventListener("change", () => {
@@ -52,7 +57,11 @@ export async function runsPage({ view, params, query, signal, caller }) {
   filters.addEventListener("submit", (event) => event.preventDefault());
   filters.querySelector("#refresh").addEventListener("click", () => go(location.hash));
 
-  const body = h("div", { class: "list", "aria-busy": "true" }, h("p", { class: "muted" }, "Loading…"));
+  const body = h(
+    "div",
+    { class: "list", "aria-busy": "true" },
+    h("p", { class: "muted" }, "Loading…"),
+  );
   view.replaceChildren(
     h(
       "div",
@@ -83,7 +92,10 @@ export async function runsPage({ view, params, query, signal, caller }) {
   body.removeAttribute("aria-busy");
   const runs = page.runs ?? [];
   if (runs.length === 0) {
-    fill(body, h("p", { class: "notice" }, type || status ? "No runs match these filters." : "No runs yet."));
+    fill(
+      body,
+      h("p", { class: "notice" }, type || status ? "No runs match these filters." : "No runs yet."),
+    );
   } else {
     const pool = new WatchPool(LIVE_STREAMS, signal);
     const rows = runs.map((run) => runRow(tenant, run, pool));
@@ -96,7 +108,13 @@ export async function runsPage({ view, params, query, signal, caller }) {
         h(
           "thead",
           {},
-          h("tr", {}, ["Run", "Status", "Progress", "Created", "Error"].map((c) => h("th", { scope: "col" }, c))),
+          h(
+            "tr",
+            {},
+            ["Run", "Status", "Progress", "Created", "Error"].map((c) =>
+              h("th", { scope: "col" }, c),
+            ),
+          ),
         ),
         h("tbody", {}, rows),
       ),
@@ -112,14 +130,19 @@ export async function runsPage({ view, params, query, signal, caller }) {
   });
   let newer = null;
   if (pageToken) {
-    newer = h("button", { type: "button", id: "newer" }, before.length ? "Newer runs" : "Newest runs");
+    newer = h(
+      "button",
+      { type: "button", id: "newer" },
+      before.length ? "Newer runs" : "Newest runs",
+    );
     newer.addEventListener("click", () => {
       const previous = before.length ? before[before.length - 1] : "";
       pagesBefore.set(filterKey, before.slice(0, -1));
       go(hashes.runs(tenant, { type, status, page: previous }));
     });
   }
-  if (older || newer) body.append(h("nav", { class: "pager", "aria-label": "Pages of runs" }, newer, older));
+  if (older || newer)
+    body.append(h("nav", { class: "pager", "aria-label": "Pages of runs" }, newer, older));
 }
 
 function runRow(tenant, run, pool) {

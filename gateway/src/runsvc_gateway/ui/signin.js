@@ -5,7 +5,11 @@ import { errorBox, h } from "./dom.js";
 
 export function signInPage({ view, notice, onSignedIn }) {
   document.title = "Sign in · runsvc console";
-  const problem = h("div", { id: "sign-in-problem" }, notice ? h("p", { class: "notice", role: "alert" }, notice) : null);
+  const problem = h(
+    "div",
+    { id: "sign-in-problem" },
+    notice ? h("p", { class: "notice", role: "alert" }, notice) : null,
+  );
   const input = h("input", {
     id: "token",
     name: "token",

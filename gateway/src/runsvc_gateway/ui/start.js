@@ -27,11 +27,20 @@ export function parseItemIds(text) {
 export function startPage({ view, params, caller }) {
   const { tenant } = params;
   document.title = `Start a run · ${tenant} · runsvc console`;
-  const heading = h("h1", { tabindex: "-1" }, "Start a run ", h("span", { class: "muted" }, tenant));
+  const heading = h(
+    "h1",
+    { tabindex: "-1" },
+    "Start a run ",
+    h("span", { class: "muted" }, tenant),
+  );
   if (caller.role !== "operator") {
     view.replaceChildren(
       heading,
-      h("p", { class: "notice" }, "This token is a viewer's: it may look at runs but not start them."),
+      h(
+        "p",
+        { class: "notice" },
+        "This token is a viewer's: it may look at runs but not start them.",
+      ),
     );
     return;
   }
@@ -44,8 +53,18 @@ export function startPage({ view, params, caller }) {
   type.addEventListener("change", () => {
     typeHint.textContent = ABOUT[type.value];
   });
-  const target = h("input", { id: "target", name: "targetObjectId", autocomplete: "off", "aria-describedby": "target-hint" });
-  const itemIds = h("textarea", { id: "item-ids", name: "itemIds", rows: "4", "aria-describedby": "item-ids-hint" });
+  const target = h("input", {
+    id: "target",
+    name: "targetObjectId",
+    autocomplete: "off",
+    "aria-describedby": "target-hint",
+  });
+  const itemIds = h("textarea", {
+    id: "item-ids",
+    name: "itemIds",
+    rows: "4",
+    "aria-describedby": "item-ids-hint",
+  });
   const problem = h("div", { id: "start-problem" });
   const submit = h("button", { type: "submit" }, "Start run");
   const form = h(
@@ -56,10 +75,18 @@ export function startPage({ view, params, caller }) {
     typeHint,
     h("label", { for: "target" }, "Target object id"),
     target,
-    h("p", { id: "target-hint", class: "hint" }, "A backup set id, or a scope label for snapshot_capture. Leave empty for none."),
+    h(
+      "p",
+      { id: "target-hint", class: "hint" },
+      "A backup set id, or a scope label for snapshot_capture. Leave empty for none.",
+    ),
     h("label", { for: "item-ids" }, "Item ids (optional)"),
     itemIds,
-    h("p", { id: "item-ids-hint", class: "hint" }, "One per line or separated by commas. Empty: the run type's default set."),
+    h(
+      "p",
+      { id: "item-ids-hint", class: "hint" },
+      "One per line or separated by commas. Empty: the run type's default set.",
+    ),
     problem,
     submit,
   );
