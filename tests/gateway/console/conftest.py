@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, sync_playwright
 
-from tests.conftest import PROJECT_ROOT, Stack, service_env
+from tests.conftest import PROJECT_ROOT, Stack, running_stack, service_env
 from tests.gateway.conftest import Gateway, start_gateway
 from tests.support.browser import LAPTOP, ConsolePage, launch
 
@@ -73,13 +73,8 @@ def open_tab(browser: Browser, screenshots: Path) -> Iterator[Callable[..., Cons
 
 @pytest.fixture(scope="session")
 def slow_stack(database_url: str, log_dir: Path) -> Iterator[Stack]:
-    stack = Stack(service_env(database_url, **SLOW_SOURCE), log_dir)
-    try:
-        stack.start_server()
-        stack.start_worker(threads=4)
+    with running_stack(service_env(database_url, **SLOW_SOURCE), log_dir) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 @pytest.fixture(scope="session")
