@@ -39,6 +39,7 @@ test: $(STAMP) $(TS_STAMP) check-gen breaking lint
 ## Print latency, throughput and memory figures (Postgres as for `make test`).
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_runs.py
+	$(BIN)/python benchmarks/bench_operators.py
 
 ## Regenerate the code of proto/ (never edit it): Python into clients/python-proto
 ## (grpcio-tools, mypy-protobuf), TypeScript into clients/typescript/src/gen

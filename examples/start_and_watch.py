@@ -19,4 +19,4 @@ with RunsClient(target, token=token, default_timeout=10) as client:
     try:
         client.start_run(tenant=tenant, run_type="no_such_type")
     except InvalidArgument as error:
-        print(f"rejected: {error.field}: {error.message}")
+        print(f"rejected: {error.field}: {error.violations[0].description}")

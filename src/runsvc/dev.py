@@ -31,6 +31,7 @@ DATABASE = "runsvc"
 DEMO_SEED = Path(__file__).parent / "demo" / "demo-tenant.json"
 STOP_TIMEOUT = 15.0
 DEV_TOKEN_NAME = "dev"
+DEMO_TENANT = "demo-tenant"  # the tenant of DEMO_SEED
 
 
 def start_embedded_postgres(pgdata: Path):  # type: ignore[no-untyped-def]
@@ -90,6 +91,9 @@ def ensure_dev_token(database_url: str, previous: str | None) -> str:
 
 def write_env_file(path: Path, values: dict[str, str]) -> None:
     lines = [f"export {key}='{value}'" for key, value in values.items()]
+    # The venv's tools (grpcurl, runsvc) first on PATH, so that sourcing the
+    # file is all a second shell needs for the README's commands.
+    lines.append(f'export PATH="{Path(sys.executable).parent}:$PATH"')
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     path.chmod(0o600)
 
@@ -152,6 +156,8 @@ def run_dev(data_dir: Path, grpc_addr: str, http_addr: str) -> int:
         "RUNSVC_DATABASE_URL": database_url,
         "RUNSVC_GRPC_TARGET": grpc_addr,
         "RUNSVC_TOKEN": token,
+        # The default tenant of `runsvc runs` and of the examples.
+        "RUNSVC_TENANT": DEMO_TENANT,
     }
     gateway = _gateway_command(grpc_addr, http_addr)
     if gateway is not None:

@@ -22,7 +22,7 @@ import psycopg
 
 from runsvc.source.port import LivePolicy
 from runsvc.store import domain
-from runsvc.validation import MAX_TARGET_LEN, MAX_TENANT_LEN
+from runsvc.validation import MAX_TARGET_LEN, InvalidArgument, check_tenant
 
 
 class SeedError(Exception):
@@ -56,6 +56,17 @@ def _text(value: Any, where: str, max_len: int = 256) -> str:
     return value
 
 
+def _tenant(value: Any, where: str) -> str:
+    """A tenant id by the contract's rules for one (runs.proto)."""
+    if not isinstance(value, str):
+        raise SeedError(f"{where}: must be a non-empty string")
+    try:
+        check_tenant(value, where)
+    except InvalidArgument as error:
+        raise SeedError(str(error)) from None
+    return value
+
+
 def _list(value: Any, where: str) -> list:
     if not isinstance(value, list):
         raise SeedError(f"{where}: must be an array")
@@ -68,7 +79,7 @@ def parse_seed(document: Any) -> list[tuple[str, list[LivePolicy], list[tuple[st
     for t_index, raw_tenant in enumerate(_list(root["tenants"], "$.tenants")):
         where = f"$.tenants[{t_index}]"
         tenant = _object(raw_tenant, where, {"externalId"}, {"policies", "backupSets"})
-        external_id = _text(tenant["externalId"], f"{where}.externalId", MAX_TENANT_LEN)
+        external_id = _tenant(tenant["externalId"], f"{where}.externalId")
         policies = []
         for p_index, raw in enumerate(_list(tenant.get("policies", []), f"{where}.policies")):
             p_where = f"{where}.policies[{p_index}]"

@@ -24,8 +24,7 @@ def _field_rules(message: type[Message], field: str) -> validate_pb2.FieldRules:
 
 
 # Read from the proto's rules, for code that checks such ids outside a
-# request (the seed file) and for the item-id setting's ceiling.
-MAX_TENANT_LEN = _field_rules(runs_pb2.StartRunRequest, "tenant_external_id").string.max_len
+# request (the seed file's backup sets) and for the item-id setting's ceiling.
 MAX_TARGET_LEN = _field_rules(runs_pb2.RunStartRequest, "target_object_id").string.max_len
 MAX_ITEM_IDS = _field_rules(runs_pb2.ItemIdList, "values").repeated.max_items
 

@@ -3,8 +3,10 @@ nothing left behind after Ctrl-C/SIGTERM."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
 import time
 
 import grpc
@@ -13,6 +15,7 @@ import psutil
 import pytest
 from tenantpilot.runs.v1 import runs_pb2_grpc
 
+from tests.conftest import PROJECT_ROOT
 from tests.support.auth import BearerToken
 from tests.support.grpcurl import SERVICE, grpcurl
 from tests.support.processes import ServiceProcess, free_port, runsvc
@@ -129,6 +132,19 @@ def test_dev_runs_everything_and_stops_cleanly_keeping_data(tmp_path, log_dir):
         assert f"console   {http_url}/admin/ui/" in output
         console = httpx.get(f"{http_url}/admin/ui/", timeout=10)
         assert "<title>runsvc console</title>" in console.text
+        # A second shell with only dev.env sourced: the grpcurl example and
+        # the operator CLI work (grpcurl and runsvc come from the venv on PATH).
+        shell = {"HOME": os.environ.get("HOME", "/root"), "PATH": "/usr/bin:/bin"}
+        example = PROJECT_ROOT / "examples" / "grpcurl.sh"
+        sourced = subprocess.run(
+            ["bash", "-c", f"source {data_dir / 'dev.env'} && bash -euo pipefail {example}"
+             " && runsvc runs list --json --limit 1"],
+            env=shell, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert sourced.returncode == 0, sourced.stdout[-2000:] + sourced.stderr[-2000:]
+        assert '"status": "RUN_STATUS_SUCCEEDED"' in sourced.stdout, sourced.stdout[-2000:]
+        newest = json.loads(sourced.stdout.splitlines()[-1])["runs"][0]
+        assert newest["tenantExternalId"] == "demo-tenant" and newest["status"] == "succeeded"
         children = psutil.Process(dev.pid).children(recursive=True)
         assert children and postgres_processes(data_dir)
     finally:

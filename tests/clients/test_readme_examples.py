@@ -51,7 +51,9 @@ def test_python_example_runs(stack, tenant):
     )
     assert re.search(r"^run [0-9a-f-]{36} \(reused: False\)$", out, re.MULTILINE), out
     assert out.splitlines()[-2] == f"RUN_STATUS_SUCCEEDED {len(tenant.policy_ids)}/5", out
-    assert out.splitlines()[-1].startswith("rejected: run_type: "), out
+    rejected = out.splitlines()[-1]
+    assert rejected.startswith("rejected: run_type: must be one of backup_set_add_policies, "), out
+    assert rejected.count("run_type") == 1, rejected  # the field is named once
 
 
 def test_typescript_example_runs(stack, tenant):

@@ -28,7 +28,8 @@ def test_npm_test_against_the_live_server(stack, idle_stack, tenant):
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-6000:]
     counts = dict(re.findall(r"^\S (tests|pass|fail|skipped) (\d+)$", output, re.MULTILINE))
-    assert counts == {"tests": "6", "pass": "6", "fail": "0", "skipped": "0"}, output[-3000:]
+    assert counts["fail"] == counts["skipped"] == "0", output[-3000:]
+    assert counts["pass"] == counts["tests"] and int(counts["tests"]) >= 7, output[-3000:]
 
 
 def scripted_call(target: str, **env: str) -> dict:

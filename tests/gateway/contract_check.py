@@ -99,3 +99,30 @@ def assert_error(response: httpx.Response, status: int, code: str | None = None)
     if code is not None:
         assert body["error"]["code"] == code, body
     return body["error"]
+
+
+@cache
+def served() -> dict[str, Any]:
+    from runsvc_gateway.contract import served_description
+
+    return served_description()
+
+
+def assert_served_response(response: httpx.Response, path: str, method: str) -> Any:
+    """As assert_contract_response, against the served description (the
+    contract and its extensions)."""
+    operation = served()["paths"][path][method]
+    documented = operation["responses"].get(str(response.status_code))
+    assert documented is not None, f"{method} {path}: {response.status_code} not documented"
+    body = response.json()
+    schema = {"$ref": SERVED_URI + documented["content"]["application/json"]["schema"]["$ref"]}
+    registry: Registry = Registry().with_resource(
+        SERVED_URI, Resource.from_contents(served(), default_specification=DRAFT4)
+    )
+    validator = OAS30Validator(schema, registry=registry, format_checker=oas30_format_checker)
+    error = best_match(validator.iter_errors(body))
+    assert error is None, f"{method} {path} {response.status_code}: {error}\n{body}"
+    return body
+
+
+SERVED_URI = "urn:test:served"

@@ -3,6 +3,8 @@ names the field, and writes nothing."""
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import pytest
 from google.rpc import error_details_pb2
@@ -111,3 +113,37 @@ def test_get_run_rejects_malformed_addresses(request_fields, field, idle_stub, t
         idle_stub.GetRun(request, timeout=10)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert field in violations(error.value)
+
+
+def test_a_message_that_does_not_parse_is_invalid_argument_in_one_log_line(stack):
+    # Field 1 (tenant_external_id, a string) holding bytes that are not UTF-8.
+    garbage = b"\x0a\x02\xff\xfe"
+    channel = stack.channel()
+    unary = channel.unary_unary(
+        "/tenantpilot.runs.v1.RunService/GetRun",
+        request_serializer=None,
+        response_deserializer=None,
+    )
+    stream = channel.unary_stream(
+        "/tenantpilot.runs.v1.RunService/WatchRun",
+        request_serializer=None,
+        response_deserializer=None,
+    )
+    log_before = len(stack.server.output())
+    for call in (
+        lambda: unary(garbage, timeout=10, metadata=stack.metadata),
+        lambda: list(stream(garbage, timeout=10, metadata=stack.metadata)),
+        lambda: unary(garbage, timeout=10),  # no token: the message is refused first
+    ):
+        with pytest.raises(grpc.RpcError) as refused:
+            call()
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert refused.value.details() == (
+            "the request message does not parse (for example, a string that is not UTF-8)"
+        )
+    deadline = time.monotonic() + 10
+    while (logged := stack.server.output()[log_before:]).count("does not parse") < 3:
+        assert time.monotonic() < deadline, logged
+        time.sleep(0.05)
+    assert "Traceback" not in logged and "DecodeError" not in logged, logged
+    assert len([line for line in logged.splitlines() if "does not parse" in line]) == 3

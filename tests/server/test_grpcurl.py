@@ -20,13 +20,33 @@ def test_list_shows_run_service_health_and_reflection(stack):
 def test_describe_shows_the_rpcs_and_messages(stack):
     service = grpcurl(stack.target, "describe", SERVICE)
     assert service.returncode == 0, service.stderr
-    for rpc in ("rpc StartRun", "rpc GetRun", "rpc WatchRun"):
+    for rpc in (
+        "rpc StartRun",
+        "rpc GetRun",
+        "rpc WatchRun",
+        "rpc ListRuns",
+        "rpc ListRunItems",
+        "rpc CancelRun",
+        "rpc RetryRun",
+    ):
         assert rpc in service.stdout
     assert "returns ( stream .tenantpilot.runs.v1.WatchRunResponse )" in service.stdout
+    listing = grpcurl(stack.target, "describe", "tenantpilot.runs.v1.ListRunsRequest")
+    assert listing.returncode == 0, listing.stderr
+    for field in ("run_types", "statuses", "created_after", "page_size", "page_token"):
+        assert field in listing.stdout
 
     record = grpcurl(stack.target, "describe", "tenantpilot.runs.v1.RunRecord")
     assert record.returncode == 0, record.stderr
-    for field in ("tenant_external_id", "started_at", "safe_error", "counts", "version"):
+    for field in (
+        "tenant_external_id",
+        "started_at",
+        "safe_error",
+        "counts",
+        "version",
+        "retry_of_run_id",
+        "cancel_requested_at",
+    ):
         assert field in record.stdout
 
 
@@ -89,3 +109,29 @@ def test_run_service_needs_a_token_with_grpcurl(stack, tenant):
         assert "Unauthenticated" in refused.stderr, refused.stderr
     found = grpcurl(stack.target, f"{SERVICE}/GetRun", data=request, token=stack.token)
     assert "NotFound" in found.stderr, found.stderr
+
+
+def test_list_and_cancel_with_grpcurl(idle_stack, tenant):
+    address = {"tenant_external_id": tenant.external_id, "run_type": "snapshot_capture"}
+    started = grpcurl(
+        idle_stack.target, f"{SERVICE}/StartRun", data=address, token=idle_stack.token
+    )
+    run = json.loads(started.stdout)["run"]
+    listed = grpcurl(
+        idle_stack.target,
+        f"{SERVICE}/ListRuns",
+        data={"tenant_external_id": tenant.external_id, "status": ["RUN_STATUS_QUEUED"]},
+        token=idle_stack.token,
+    )
+    assert listed.returncode == 0, listed.stderr
+    assert [r["id"] for r in json.loads(listed.stdout)["runs"]] == [run["id"]]
+    cancelled = grpcurl(
+        idle_stack.target,
+        f"{SERVICE}/CancelRun",
+        data={**address, "run_id": run["id"]},
+        token=idle_stack.token,
+    )
+    assert cancelled.returncode == 0, cancelled.stderr
+    record = json.loads(cancelled.stdout)["run"]
+    assert record["status"] == "RUN_STATUS_FAILED", cancelled.stdout
+    assert record["safe_error"]["code"] == "CANCELLED", cancelled.stdout

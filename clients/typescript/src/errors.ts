@@ -1,8 +1,8 @@
 // Typed errors: every failed call rejects with a RunsError carrying the gRPC
 // status code, the server's message and, for INVALID_ARGUMENT, the fields
-// named by the google.rpc.BadRequest details.
+// named by the google.rpc.BadRequest details (read with the generated types).
 import { Code, ConnectError } from "@connectrpc/connect";
-import { BinaryReader, WireType } from "@bufbuild/protobuf/wire";
+import { BadRequestSchema } from "./gen/google/rpc/error_details_pb.js";
 
 /** One invalid field of a request (google.rpc.BadRequest.FieldViolation). */
 export interface FieldViolation {
@@ -77,34 +77,6 @@ export class RunsError extends Error {
   }
 }
 
-const BAD_REQUEST = "google.rpc.BadRequest";
-
-function decodeViolation(bytes: Uint8Array): FieldViolation {
-  const reader = new BinaryReader(bytes);
-  const violation: FieldViolation = { field: "", description: "" };
-  while (reader.pos < reader.len) {
-    const [fieldNo, wireType] = reader.tag();
-    if (fieldNo === 1 && wireType === WireType.LengthDelimited) violation.field = reader.string();
-    else if (fieldNo === 2 && wireType === WireType.LengthDelimited)
-      violation.description = reader.string();
-    else reader.skip(wireType, fieldNo);
-  }
-  return violation;
-}
-
-/** google.rpc.BadRequest { repeated FieldViolation field_violations = 1; } */
-function decodeBadRequest(bytes: Uint8Array): FieldViolation[] {
-  const reader = new BinaryReader(bytes);
-  const violations: FieldViolation[] = [];
-  while (reader.pos < reader.len) {
-    const [fieldNo, wireType] = reader.tag();
-    if (fieldNo === 1 && wireType === WireType.LengthDelimited)
-      violations.push(decodeViolation(reader.bytes()));
-    else reader.skip(wireType, fieldNo);
-  }
-  return violations;
-}
-
 /** The RunsError for anything a call threw. A call the caller did not cancel
  * whose HTTP/2 stream or connection was torn down (Connect reports CANCELED,
  * e.g. plaintext to a TLS port) is UNAVAILABLE: the server is not usable. */
@@ -114,11 +86,10 @@ export function toRunsError(error: unknown, callerCanceled = false): RunsError {
   if (connectError.code === Code.Canceled && !callerCanceled) {
     return new RunsError(Code.Unavailable, `connection failed: ${connectError.rawMessage}`);
   }
-  const violations: FieldViolation[] = [];
-  for (const detail of connectError.details) {
-    if (!("desc" in detail) && detail.type === BAD_REQUEST) {
-      violations.push(...decodeBadRequest(detail.value));
-    }
-  }
+  const violations: FieldViolation[] = connectError
+    .findDetails(BadRequestSchema)
+    .flatMap((badRequest) =>
+      badRequest.fieldViolations.map(({ field, description }) => ({ field, description })),
+    );
   return new RunsError(connectError.code, connectError.rawMessage, violations);
 }

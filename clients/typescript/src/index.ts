@@ -4,14 +4,24 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
+  CancelRunRequestSchema,
   GetRunRequestSchema,
   ItemIdListSchema,
+  ItemOutcome,
+  ListRunItemsRequestSchema,
+  ListRunsRequestSchema,
+  RetryRunRequestSchema,
   RunService,
   RunStartRequestSchema,
   RunStatus,
   StartRunRequestSchema,
   WatchRunRequestSchema,
+  type ListRunItemsResponse,
+  type ListRunsResponse,
+  type RetryRunResponse,
+  type RunItem,
   type RunRecord,
   type StartRunResponse,
 } from "./gen/tenantpilot/runs/v1/runs_pb.js";
@@ -57,6 +67,32 @@ export interface WatchRunArgs extends RunAddress {
   signal?: AbortSignal;
 }
 
+export interface ListRunsArgs {
+  tenant: string;
+  /** Only runs of these types. */
+  runTypes?: string[];
+  /** Only runs in these statuses. */
+  statuses?: RunStatus[];
+  targetObjectId?: string;
+  /** Only runs created at or after this time. */
+  createdAfter?: Date;
+  /** Only runs created before this time. */
+  createdBefore?: Date;
+  /** Runs per page; unset: the server's default (50), at most 1,000. */
+  pageSize?: number;
+  /** The nextPageToken of the previous page. */
+  pageToken?: string;
+  timeoutMs?: number;
+}
+
+export interface ListRunItemsArgs extends RunAddress {
+  /** Only items with these outcomes. */
+  outcomes?: ItemOutcome[];
+  /** Items per page; unset: the server's default (100), at most 1,000. */
+  pageSize?: number;
+  pageToken?: string;
+}
+
 const TERMINAL = new Set([RunStatus.SUCCEEDED, RunStatus.PARTIAL, RunStatus.FAILED]);
 
 /** True for succeeded, partial and failed. */
@@ -73,6 +109,19 @@ function baseUrl(target: string, secure: boolean): string {
 const MAX_IDLE_RESUMES = 3;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The entries of every page, asking for the next while a token comes back. */
+async function* follow<Page extends { nextPageToken: string }, T>(
+  fetch: (pageToken: string) => Promise<Page>,
+  entries: (page: Page) => T[],
+): AsyncGenerator<T> {
+  let token = "";
+  do {
+    const page = await fetch(token);
+    yield* entries(page);
+    token = page.nextPageToken;
+  } while (token);
+}
 
 /** Calls tenantpilot.runs.v1.RunService at `target` ("host:port" or a URL). */
 export class RunsClient {
@@ -172,6 +221,77 @@ export class RunsClient {
         await sleep(pause);
       }
     }
+  }
+
+  /** One page of the tenant's runs, newest first. */
+  async listRuns(args: ListRunsArgs): Promise<ListRunsResponse> {
+    const request = create(ListRunsRequestSchema, {
+      tenantExternalId: args.tenant,
+      runTypes: args.runTypes ?? [],
+      statuses: args.statuses ?? [],
+      targetObjectId: args.targetObjectId,
+      createdAfter: args.createdAfter ? timestampFromDate(args.createdAfter) : undefined,
+      createdBefore: args.createdBefore ? timestampFromDate(args.createdBefore) : undefined,
+      pageSize: args.pageSize ?? 0,
+      pageToken: args.pageToken ?? "",
+    });
+    return this.retrying(args.timeoutMs, (timeoutMs) =>
+      this.client.listRuns(request, { timeoutMs }),
+    );
+  }
+
+  /** Every run listRuns selects, following the page tokens. */
+  async *runs(args: Omit<ListRunsArgs, "pageToken">): AsyncGenerator<RunRecord> {
+    yield* follow((pageToken) => this.listRuns({ ...args, pageToken }), (page) => page.runs);
+  }
+
+  /** One page of a run's items, in order. */
+  async listRunItems(args: ListRunItemsArgs): Promise<ListRunItemsResponse> {
+    const request = create(ListRunItemsRequestSchema, {
+      tenantExternalId: args.tenant,
+      runType: args.runType,
+      runId: args.runId,
+      outcomes: args.outcomes ?? [],
+      pageSize: args.pageSize ?? 0,
+      pageToken: args.pageToken ?? "",
+    });
+    return this.retrying(args.timeoutMs, (timeoutMs) =>
+      this.client.listRunItems(request, { timeoutMs }),
+    );
+  }
+
+  /** Every item listRunItems selects, following the page tokens. */
+  async *runItems(args: Omit<ListRunItemsArgs, "pageToken">): AsyncGenerator<RunItem> {
+    yield* follow((pageToken) => this.listRunItems({ ...args, pageToken }), (page) => page.items);
+  }
+
+  /** Cancels a queued run at once, a running one at its next batch boundary;
+   * the run after the call. FAILED_PRECONDITION for a run that already ended
+   * otherwise; cancelling again is fine (so UNAVAILABLE is retried). */
+  async cancelRun(args: RunAddress): Promise<RunRecord> {
+    const request = create(CancelRunRequestSchema, {
+      tenantExternalId: args.tenant,
+      runType: args.runType,
+      runId: args.runId,
+    });
+    const response = await this.retrying(args.timeoutMs, (timeoutMs) =>
+      this.client.cancelRun(request, { timeoutMs }),
+    );
+    if (!response.run) throw new RunsError(Code.Internal, "CancelRun answered without a run");
+    return response.run;
+  }
+
+  /** A new run over the failed items of a failed or partial run
+   * (`run.retryOfRunId` names it), or the active run with the same dedupe key. */
+  async retryRun(args: RunAddress): Promise<RetryRunResponse> {
+    const request = create(RetryRunRequestSchema, {
+      tenantExternalId: args.tenant,
+      runType: args.runType,
+      runId: args.runId,
+    });
+    return this.retrying(args.timeoutMs, (timeoutMs) =>
+      this.client.retryRun(request, { timeoutMs }),
+    );
   }
 
   /** Runs `call` until it succeeds, fails with another code than UNAVAILABLE,

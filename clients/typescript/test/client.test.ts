@@ -6,7 +6,14 @@ import assert from "node:assert/strict";
 import { createServer, type Socket } from "node:net";
 import { test } from "node:test";
 import { Code } from "@connectrpc/connect";
-import { RunsClient, RunsError, RunStatus, isTerminal, type RunRecord } from "../src/index.js";
+import {
+  ItemOutcome,
+  RunsClient,
+  RunsError,
+  RunStatus,
+  isTerminal,
+  type RunRecord,
+} from "../src/index.js";
 
 const target = process.env.RUNSVC_GRPC_TARGET;
 const tenant = process.env.RUNSVC_TENANT ?? "";
@@ -67,6 +74,53 @@ test("an identical StartRun while the run is active reuses it", idle, async () =
   assert.equal(second.reused, true);
   assert.equal(second.run?.id, first.run?.id);
   assert.equal(second.run?.status, RunStatus.QUEUED);
+});
+
+test("lists runs page by page, cancels one and retries it", idle, async () => {
+  const client = new RunsClient(idleTarget!, { token });
+  const label = `ts-ops-${Date.now()}`;
+  const started: string[] = [];
+  for (const n of [0, 1, 2]) {
+    const { run } = await client.startRun({
+      tenant,
+      runType: "snapshot_capture",
+      targetObjectId: `${label}-${n}`,
+      itemIds: ["a", "b"],
+    });
+    started.push(run!.id);
+  }
+  const listed: string[] = [];
+  for await (const run of client.runs({ tenant, pageSize: 2, statuses: [RunStatus.QUEUED] })) {
+    listed.push(run.id);
+  }
+  for (const id of started) assert.ok(listed.includes(id), `${id} not listed`);
+  const mine = listed.filter((id) => started.includes(id));
+  assert.deepEqual(mine, [...started].reverse()); // newest first
+
+  const cancelled = await client.cancelRun({ tenant, runType: "snapshot_capture", runId: started[0] });
+  assert.equal(cancelled.status, RunStatus.FAILED);
+  assert.equal(cancelled.safeError?.code, "CANCELLED");
+  const items: string[] = [];
+  for await (const item of client.runItems({
+    tenant,
+    runType: "snapshot_capture",
+    runId: started[0],
+    outcomes: [ItemOutcome.FAILED],
+    pageSize: 1,
+  })) {
+    assert.equal(item.errorCode, "CANCELLED");
+    items.push(item.itemId);
+  }
+  assert.deepEqual(items, ["a", "b"]);
+
+  const retried = await client.retryRun({ tenant, runType: "snapshot_capture", runId: started[0] });
+  assert.equal(retried.reused, false);
+  assert.equal(retried.run?.retryOfRunId, started[0]);
+  assert.equal(retried.run?.counts?.total, 2);
+
+  const bad = await rejection(client.listRuns({ tenant, pageToken: "not-a-token" }));
+  assert.equal(bad.status, "invalid_argument");
+  assert.equal(bad.field, "page_token");
 });
 
 test("invalid input rejects with INVALID_ARGUMENT naming the field", live, async () => {

@@ -20,9 +20,9 @@ from starlette.types import ASGIApp
 from tenantpilot.runs.v1 import runs_pb2, runs_pb2_grpc
 
 from runsvc_client import TLS
+from runsvc_client.records import caller, run_item_list, run_list, run_record, start_response
 from runsvc_gateway import contract, inputs
 from runsvc_gateway.console import console_routes
-from runsvc_gateway.convert import caller, run_item_list, run_list, run_record, start_response
 from runsvc_gateway.errors import HttpError, error_response, from_rpc_error
 from runsvc_gateway.sse import Watchers, WatchStream
 

@@ -9,7 +9,6 @@ import asyncio
 import logging
 import os
 import socket
-from pathlib import Path
 
 import uvicorn
 
@@ -107,27 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
 def tls_from_args(args: argparse.Namespace) -> TLS | None:
     """TLS towards the gRPC server from the flags; ValueError with a clear
     message when they are incomplete or unreadable."""
-    if not (args.grpc_ca or args.grpc_cert or args.grpc_key):
-        return None
-    if not args.grpc_ca:
-        raise ValueError("--grpc-cert/--grpc-key need --grpc-ca (TLS)")
-    if bool(args.grpc_cert) != bool(args.grpc_key):
-        raise ValueError("mutual TLS needs both --grpc-cert and --grpc-key")
-
-    def read(path: str | None) -> bytes | None:
-        if path is None:
-            return None
-        try:
-            return Path(path).read_bytes()
-        except OSError as exc:
-            raise ValueError(f"cannot read {path}: {exc.strerror}") from None
-
-    return TLS(
-        ca=read(args.grpc_ca),
-        cert=read(args.grpc_cert),
-        key=read(args.grpc_key),
-        server_name=args.grpc_server_name,
-    )
+    return TLS.from_files(args.grpc_ca, args.grpc_cert, args.grpc_key, args.grpc_server_name)
 
 
 async def serve(args: argparse.Namespace, tls: TLS | None = None) -> None:

@@ -15,7 +15,7 @@ import grpc
 from starlette.types import Receive, Scope, Send
 from tenantpilot.runs.v1 import runs_pb2
 
-from runsvc_gateway.convert import is_terminal, run_record
+from runsvc_client.records import is_terminal, run_record
 from runsvc_gateway.errors import from_rpc_error
 
 log = logging.getLogger(__name__)

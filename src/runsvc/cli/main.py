@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 
-from runsvc.cli import admin, service
+from runsvc.cli import admin, runs, service
 from runsvc.config import ConfigError
 
 
@@ -21,6 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     service.register(commands)
     admin.register(commands)
+    runs.register(commands)
     return parser
 
 

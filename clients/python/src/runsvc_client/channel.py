@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -69,6 +70,34 @@ class TLS:
     cert: bytes | None = None
     key: bytes | None = None
     server_name: str | None = None
+
+    @classmethod
+    def from_files(
+        cls,
+        ca: str | None,
+        cert: str | None = None,
+        key: str | None = None,
+        server_name: str | None = None,
+    ) -> TLS | None:
+        """TLS from PEM files, as command lines take them (`--grpc-ca`,
+        `--grpc-cert`, `--grpc-key`); None when none is named. ValueError
+        with a message naming the flag when they are incomplete or unreadable."""
+        if not (ca or cert or key):
+            return None
+        if not ca:
+            raise ValueError("--grpc-cert/--grpc-key need --grpc-ca (TLS)")
+        if bool(cert) != bool(key):
+            raise ValueError("mutual TLS needs both --grpc-cert and --grpc-key")
+
+        def read(path: str | None) -> bytes | None:
+            if path is None:
+                return None
+            try:
+                return Path(path).read_bytes()
+            except OSError as exc:
+                raise ValueError(f"cannot read {path}: {exc.strerror}") from None
+
+        return cls(ca=read(ca), cert=read(cert), key=read(key), server_name=server_name)
 
     def credentials(self) -> grpc.ChannelCredentials:
         return grpc.ssl_channel_credentials(

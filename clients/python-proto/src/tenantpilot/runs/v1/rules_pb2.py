@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from buf.validate import validate_pb2 as buf_dot_validate_dot_validate__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftenantpilot/runs/v1/rules.proto\x12\x13tenantpilot.runs.v1\x1a\x1b\x62uf/validate/validate.proto:\x90\x01\n\tprintable\x12\x19.buf.validate.StringRules\x18\x89\x0e \x01(\x08\x42\x61\xc2H^\n\\\n\x10string.printable\x12#must not contain control characters\x1a#!rule || !this.matches(r\'[\\p{Cc}]\')')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ftenantpilot/runs/v1/rules.proto\x12\x13tenantpilot.runs.v1\x1a\x1b\x62uf/validate/validate.proto:\x90\x01\n\tprintable\x12\x19.buf.validate.StringRules\x18\x89\x0e \x01(\x08\x42\x61\xc2H^\n\\\n\x10string.printable\x12#must not contain control characters\x1a#!rule || !this.matches(r\'[\\p{Cc}]\'):\xb3\x02\n\ttenant_id\x12\x19.buf.validate.StringRules\x18\x8a\x0e \x01(\x08\x42\x83\x02\xc2H\xff\x01\n=\n\x19string.tenant_id.required\x12\x0bis required\x1a\x13!rule || this != \'\'\nV\n\x18string.tenant_id.max_len\x12\x1emust be at most 128 characters\x1a\x1a!rule || size(this) <= 128\nf\n\x1astring.tenant_id.printable\x12#must not contain control characters\x1a#!rule || !this.matches(r\'[\\p{Cc}]\'):\x8b\x02\n\x08run_type\x12\x19.buf.validate.StringRules\x18\x8b\x0e \x01(\x08\x42\xdc\x01\xc2H\xd8\x01\n\xd5\x01\n\x0fstring.run_type\x12Zmust be one of backup_set_add_policies, restore_execute, restore_preview, snapshot_capture\x1a\x66!rule || this in [\'backup_set_add_policies\', \'restore_execute\', \'restore_preview\', \'snapshot_capture\']')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,4 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['printable']._loaded_options = None
   _globals['printable']._serialized_options = b'\302H^\n\\\n\020string.printable\022#must not contain control characters\032#!rule || !this.matches(r\'[\\p{Cc}]\')'
+  _globals['tenant_id']._loaded_options = None
+  _globals['tenant_id']._serialized_options = b'\302H\377\001\n=\n\031string.tenant_id.required\022\013is required\032\023!rule || this != \'\'\nV\n\030string.tenant_id.max_len\022\036must be at most 128 characters\032\032!rule || size(this) <= 128\nf\n\032string.tenant_id.printable\022#must not contain control characters\032#!rule || !this.matches(r\'[\\p{Cc}]\')'
+  _globals['run_type']._loaded_options = None
+  _globals['run_type']._serialized_options = b'\302H\330\001\n\325\001\n\017string.run_type\022Zmust be one of backup_set_add_policies, restore_execute, restore_preview, snapshot_capture\032f!rule || this in [\'backup_set_add_policies\', \'restore_execute\', \'restore_preview\', \'snapshot_capture\']'
 # @@protoc_insertion_point(module_scope)

@@ -13,5 +13,11 @@ import builtins as _builtins
 DESCRIPTOR: _descriptor.FileDescriptor
 
 PRINTABLE_FIELD_NUMBER: _builtins.int
+TENANT_ID_FIELD_NUMBER: _builtins.int
+RUN_TYPE_FIELD_NUMBER: _builtins.int
 printable: _extension_dict._ExtensionFieldDescriptor[_validate_pb2.StringRules, _builtins.bool]
 """The text holds no control characters (Unicode category Cc)."""
+tenant_id: _extension_dict._ExtensionFieldDescriptor[_validate_pb2.StringRules, _builtins.bool]
+"""A tenant's external id: 1 to 128 characters, no control characters."""
+run_type: _extension_dict._ExtensionFieldDescriptor[_validate_pb2.StringRules, _builtins.bool]
+"""One of the run types."""

@@ -14,7 +14,7 @@ import { file_buf_validate_validate } from "../../../buf/validate/validate_pb.js
  * Describes the file tenantpilot/runs/v1/rules.proto.
  */
 export const file_tenantpilot_runs_v1_rules: GenFile = /*@__PURE__*/
-  fileDesc("Ch90ZW5hbnRwaWxvdC9ydW5zL3YxL3J1bGVzLnByb3RvEhN0ZW5hbnRwaWxvdC5ydW5zLnYxOpsBCglwcmludGFibGUSGS5idWYudmFsaWRhdGUuU3RyaW5nUnVsZXMYiQ4gASgIQmHCSF4KXAoQc3RyaW5nLnByaW50YWJsZRIjbXVzdCBub3QgY29udGFpbiBjb250cm9sIGNoYXJhY3RlcnMaIyFydWxlIHx8ICF0aGlzLm1hdGNoZXMocidbXHB7Q2N9XScpUglwcmludGFibGU", [file_buf_validate_validate]);
+  fileDesc("Ch90ZW5hbnRwaWxvdC9ydW5zL3YxL3J1bGVzLnByb3RvEhN0ZW5hbnRwaWxvdC5ydW5zLnYxOpsBCglwcmludGFibGUSGS5idWYudmFsaWRhdGUuU3RyaW5nUnVsZXMYiQ4gASgIQmHCSF4KXAoQc3RyaW5nLnByaW50YWJsZRIjbXVzdCBub3QgY29udGFpbiBjb250cm9sIGNoYXJhY3RlcnMaIyFydWxlIHx8ICF0aGlzLm1hdGNoZXMocidbXHB7Q2N9XScpUglwcmludGFibGU6vQIKCXRlbmFudF9pZBIZLmJ1Zi52YWxpZGF0ZS5TdHJpbmdSdWxlcxiKDiABKAhCgwLCSP8BCj0KGXN0cmluZy50ZW5hbnRfaWQucmVxdWlyZWQSC2lzIHJlcXVpcmVkGhMhcnVsZSB8fCB0aGlzICE9ICcnClYKGHN0cmluZy50ZW5hbnRfaWQubWF4X2xlbhIebXVzdCBiZSBhdCBtb3N0IDEyOCBjaGFyYWN0ZXJzGhohcnVsZSB8fCBzaXplKHRoaXMpIDw9IDEyOApmChpzdHJpbmcudGVuYW50X2lkLnByaW50YWJsZRIjbXVzdCBub3QgY29udGFpbiBjb250cm9sIGNoYXJhY3RlcnMaIyFydWxlIHx8ICF0aGlzLm1hdGNoZXMocidbXHB7Q2N9XScpUgh0ZW5hbnRJZDqUAgoIcnVuX3R5cGUSGS5idWYudmFsaWRhdGUuU3RyaW5nUnVsZXMYiw4gASgIQtwBwkjYAQrVAQoPc3RyaW5nLnJ1bl90eXBlElptdXN0IGJlIG9uZSBvZiBiYWNrdXBfc2V0X2FkZF9wb2xpY2llcywgcmVzdG9yZV9leGVjdXRlLCByZXN0b3JlX3ByZXZpZXcsIHNuYXBzaG90X2NhcHR1cmUaZiFydWxlIHx8IHRoaXMgaW4gWydiYWNrdXBfc2V0X2FkZF9wb2xpY2llcycsICdyZXN0b3JlX2V4ZWN1dGUnLCAncmVzdG9yZV9wcmV2aWV3JywgJ3NuYXBzaG90X2NhcHR1cmUnXVIHcnVuVHlwZQ", [file_buf_validate_validate]);
 
 /**
  * The text holds no control characters (Unicode category Cc).
@@ -23,4 +23,20 @@ export const file_tenantpilot_runs_v1_rules: GenFile = /*@__PURE__*/
  */
 export const printable: GenExtension<StringRules, boolean> = /*@__PURE__*/
   extDesc(file_tenantpilot_runs_v1_rules, 0);
+
+/**
+ * A tenant's external id: 1 to 128 characters, no control characters.
+ *
+ * @generated from extension: optional bool tenant_id = 1802;
+ */
+export const tenant_id: GenExtension<StringRules, boolean> = /*@__PURE__*/
+  extDesc(file_tenantpilot_runs_v1_rules, 1);
+
+/**
+ * One of the run types.
+ *
+ * @generated from extension: optional bool run_type = 1803;
+ */
+export const run_type: GenExtension<StringRules, boolean> = /*@__PURE__*/
+  extDesc(file_tenantpilot_runs_v1_rules, 2);
 

@@ -1,5 +1,6 @@
-"""Protobuf RunRecord -> the contract's JSON (camelCase, lowercase status,
-RFC 3339 UTC timestamps, nulls for unset nullable fields)."""
+"""The service's messages as the admin HTTP contract's JSON (camelCase,
+lowercase status, RFC 3339 UTC timestamps, nulls for unset nullable
+fields): what the REST gateway answers and `runsvc runs --json` prints."""
 
 from __future__ import annotations
 
@@ -56,7 +57,7 @@ def run_record(run: runs_pb2.RunRecord) -> dict[str, Any]:
             "failed": run.counts.failed,
         },
         "safeError": safe_error,
-        # Extension properties (operators.openapi.yaml: RunExtensions).
+        # Extension properties (the gateway's operators.openapi.yaml: RunExtensions).
         "retryOfRunId": run.retry_of_run_id if run.HasField("retry_of_run_id") else None,
         "cancelRequestedAt": (
             _timestamp(run.cancel_requested_at) if run.HasField("cancel_requested_at") else None
