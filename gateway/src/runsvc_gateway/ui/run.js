@@ -285,7 +285,10 @@ function itemsTable({ tenant, type, id, outcome, pageToken, signal, container })
     body,
   );
 
+  // Reads may overlap (the terminal state asks at once): only the latest is shown.
+  let latest = 0;
   const load = async () => {
+    const mine = ++latest;
     let page;
     try {
       page = await call("GET", paths.items(tenant, type, id), {
@@ -293,10 +296,11 @@ function itemsTable({ tenant, type, id, outcome, pageToken, signal, container })
         signal,
       });
     } catch (error) {
-      if (error.name === "AbortError") return;
+      if (error.name === "AbortError" || mine !== latest) return;
       fill(body, errorBox(error));
       return;
     }
+    if (mine !== latest) return;
     const rows = page.items ?? [];
     const pager = h("nav", { class: "pager", "aria-label": "Pages of items" });
     if (pageToken) {
