@@ -165,7 +165,7 @@ function runRow(tenant, run, pool) {
       ),
     ),
     status,
-    h("td", { "data-label": "Progress", class: "progress" }, bar.element, counts),
+    h("td", { "data-label": "Progress", class: "progress" }, h("div", {}, bar.element, counts)),
     h("td", { "data-label": "Created" }, time(run.createdAt)),
     error,
   );
