@@ -42,6 +42,8 @@ class Settings:
     queue_name: str
     # Executor
     lease_seconds: float
+    # The largest batch, and the time a batch aims at (batches grow or
+    # shrink toward it, so progress, cancel and stop stay prompt).
     batch_size: int
     flush_seconds: float
     max_attempts: int
@@ -53,6 +55,14 @@ class Settings:
     reaper_interval_seconds: float
     # Limits of StartRun
     max_item_ids: int
+    # Execution engine v2 (the worker): how long a source call may take, how
+    # long a stopping worker may take to give its run back, and how long
+    # finished runs (and, separately, audit events) are kept.
+    source_timeout_seconds: float = 30.0
+    shutdown_grace_seconds: float = 20.0
+    retention_days: float = 30.0
+    audit_retention_days: float = 365.0
+    maintenance_interval_seconds: float = 300.0
     # Authentication: how long a token lookup is trusted (so a revocation
     # takes effect within it), and how often last_used_at is written.
     auth_cache_seconds: float = 5.0
@@ -84,7 +94,7 @@ class Settings:
             broker_url=os.environ.get("RUNSVC_BROKER_URL") or url,
             queue_name=os.environ.get("RUNSVC_QUEUE") or "runsvc.runs",
             lease_seconds=_float("RUNSVC_LEASE_SECONDS", 30.0),
-            batch_size=_int("RUNSVC_BATCH_SIZE", 100),
+            batch_size=_int("RUNSVC_BATCH_SIZE", 1000),
             flush_seconds=_float("RUNSVC_FLUSH_SECONDS", 0.5),
             max_attempts=_int("RUNSVC_MAX_ATTEMPTS", 5),
             source_retries=_int("RUNSVC_SOURCE_RETRIES", 4),
@@ -93,6 +103,11 @@ class Settings:
             redispatch_seconds=_float("RUNSVC_REDISPATCH_SECONDS", 30.0),
             reaper_interval_seconds=_float("RUNSVC_REAPER_INTERVAL_SECONDS", 5.0),
             max_item_ids=_max_item_ids(),
+            source_timeout_seconds=_float("RUNSVC_SOURCE_TIMEOUT_SECONDS", 30.0),
+            shutdown_grace_seconds=_float("RUNSVC_SHUTDOWN_GRACE_SECONDS", 20.0),
+            retention_days=_float("RUNSVC_RETENTION_DAYS", 30.0),
+            audit_retention_days=_float("RUNSVC_AUDIT_RETENTION_DAYS", 365.0),
+            maintenance_interval_seconds=_float("RUNSVC_MAINTENANCE_INTERVAL_SECONDS", 300.0),
             auth_cache_seconds=_float("RUNSVC_AUTH_CACHE_SECONDS", 5.0),
             auth_touch_seconds=_float("RUNSVC_AUTH_TOUCH_SECONDS", 60.0),
             tls_cert=os.environ.get("RUNSVC_TLS_CERT") or None,

@@ -29,6 +29,18 @@ class RunStatus(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class LivePolicy:
+    """A policy as a TenantSource holds it (see runsvc.source.port)."""
+
+    policy_id: str
+    # The kind of policy as the source needs it to address the policy again
+    # (a Graph adapter keeps the collection here); stored in snapshots.
+    policy_type: str
+    display_name: str
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
 class SafeError:
     """What a caller may learn of a failure: a stable code and small context."""
 
@@ -46,6 +58,8 @@ class Run:
     run_type: RunType
     target_object_id: str | None
     payload_hash: str | None
+    # Only the server's queries select it; the worker's never do (up to
+    # 10,000 ids), so there it is None whatever the run asked for.
     requested_item_ids: list[str] | None
     status: RunStatus
     total: int
@@ -72,7 +86,7 @@ class Run:
             run_type=RunType(row["run_type"]),
             target_object_id=row["target_object_id"],
             payload_hash=row["payload_hash"],
-            requested_item_ids=row["requested_item_ids"],
+            requested_item_ids=row.get("requested_item_ids"),
             status=RunStatus(row["status"]),
             total=row["total"],
             succeeded=row["succeeded"],

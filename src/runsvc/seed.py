@@ -20,9 +20,12 @@ from typing import Any
 
 import psycopg
 
-from runsvc.source.port import LivePolicy
+from runsvc.model import LivePolicy
 from runsvc.store import domain
 from runsvc.validation import MAX_TARGET_LEN, InvalidArgument, check_tenant
+
+# Policies per upsert statement.
+_POLICY_BATCH = 1000
 
 
 class SeedError(Exception):
@@ -58,7 +61,7 @@ def _text(value: Any, where: str, max_len: int = 256) -> str:
 
 def _tenant(value: Any, where: str) -> str:
     """A tenant id by the contract's rules for one (runs.proto)."""
-    if not isinstance(value, str):
+    if not isinstance(value, str) or not value:
         raise SeedError(f"{where}: must be a non-empty string")
     try:
         check_tenant(value, where)
@@ -122,8 +125,12 @@ def seed(conninfo: str, document: Any) -> SeedSummary:
     with psycopg.connect(conninfo) as conn, conn.transaction():
         for external_id, policies, backup_sets in tenants:
             tenant_id = domain.tenant_upsert(conn, external_id)
-            for policy in policies:
-                domain.live_policy_upsert(conn, tenant_id, policy)
+            # The last entry of an id wins, as one upsert after another would.
+            latest = list({policy.policy_id: policy for policy in policies}.values())
+            for start in range(0, len(latest), _POLICY_BATCH):
+                domain.live_policy_upsert_many(
+                    conn, tenant_id, latest[start : start + _POLICY_BATCH]
+                )
             for backup_set_id, name in backup_sets:
                 domain.backup_set_upsert(conn, tenant_id, backup_set_id, name)
     return SeedSummary(

@@ -55,7 +55,7 @@ def test_items_that_raise_secrets_fail_with_a_safe_error(make_stack):
     assert_no_leak(stored_text(stack.database_url, run.id))
 
     log = worker.output()
-    assert "item failed" in log  # it was logged ...
+    assert "source call failed" in log  # it was logged ...
     for secret in ("hunter2", "tok_SECRET"):  # ... redacted
         assert secret not in log
     assert "postgresql://***@db.internal" in log and "Bearer ***" in log

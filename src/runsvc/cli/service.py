@@ -72,5 +72,9 @@ def _worker(args: argparse.Namespace) -> int:
         str(args.threads),
         "--queues",
         settings.queue_name,
+        # A stopping worker gives its runs back within the grace period;
+        # Dramatiq waits a little longer for its threads, never minutes.
+        "--worker-shutdown-timeout",
+        str(int((settings.shutdown_grace_seconds + 2) * 1000)),
     ]
     os.execv(sys.executable, dramatiq_args)

@@ -2,31 +2,57 @@
 
 from __future__ import annotations
 
-from runsvc.handlers.base import ItemError, ItemResult, RunContext, RunError, RunHandler
+from collections.abc import Iterator
+
+from psycopg import Connection
+
+from runsvc import safe_errors
+from runsvc.handlers.base import ItemResult, RunContext, RunError, RunHandler
+from runsvc.handlers.snapshot_capture import Fetched, capture, fetch_policies
 from runsvc.model import RunType
 from runsvc.store import domain
+
+
+def check_backup_set(ctx: RunContext, conn: Connection) -> str:
+    backup_set_id = ctx.require_target()
+    if not domain.backup_set_exists(conn, ctx.tenant_id, backup_set_id):
+        raise RunError(safe_errors.TARGET_NOT_FOUND, {"targetObjectId": backup_set_id})
+    return backup_set_id
 
 
 class BackupSetAddPolicies(RunHandler):
     run_type = RunType.BACKUP_SET_ADD_POLICIES
 
-    def prepare(self, ctx: RunContext) -> None:
-        backup_set_id = ctx.require_target()
-        if not domain.backup_set_exists(ctx.conn, ctx.tenant_id, backup_set_id):
-            raise RunError("TARGET_NOT_FOUND", {"targetObjectId": backup_set_id})
+    def check(self, ctx: RunContext, conn: Connection) -> None:
+        check_backup_set(ctx, conn)
 
-    def default_items(self, ctx: RunContext) -> list[str]:
+    def default_items(self, ctx: RunContext) -> Iterator[list[str]]:
         # Adding "everything" to a backup set is never implied.
-        raise RunError("ITEMS_REQUIRED", {"field": "itemIds"})
+        raise RunError(safe_errors.ITEMS_REQUIRED, {"field": "itemIds"})
 
-    def process(self, ctx: RunContext, item_id: str) -> ItemResult:
-        policy = ctx.source.get_policy(ctx.tenant, item_id)
-        if policy is None:
-            raise ItemError("POLICY_NOT_FOUND")
-        snapshot_id, _ = domain.policy_snapshot_capture(
-            ctx.conn, ctx.tenant_id, policy, run_id=ctx.run_id
+    def fetch(self, ctx: RunContext, item_ids: list[str]) -> Fetched:
+        return fetch_policies(ctx, item_ids)
+
+    def record(
+        self, ctx: RunContext, conn: Connection, item_ids: list[str], fetched: Fetched
+    ) -> list[ItemResult]:
+        snapshots = capture(ctx, conn, item_ids, fetched)
+        backup_items = domain.backup_item_upsert_many(
+            conn,
+            ctx.tenant_id,
+            ctx.require_target(),
+            [(policy_id, snapshot.id) for policy_id, snapshot in snapshots.items()],
         )
-        backup_item_id = domain.backup_item_upsert(
-            ctx.conn, ctx.tenant_id, ctx.require_target(), policy.policy_id, snapshot_id
-        )
-        return ItemResult.ok(backupItemId=str(backup_item_id), snapshotId=str(snapshot_id))
+        results = []
+        for item_id in item_ids:
+            failed = fetched.policies[item_id]
+            if isinstance(failed, ItemResult):
+                results.append(failed)
+            else:
+                results.append(
+                    ItemResult.ok(
+                        backupItemId=str(backup_items[item_id]),
+                        snapshotId=str(snapshots[item_id].id),
+                    )
+                )
+        return results

@@ -26,6 +26,7 @@ from runsvc.server.auth import Authenticator, AuthInterceptor
 from runsvc.server.decode import DecodeInterceptor
 from runsvc.server.servicer import RunService
 from runsvc.server.watch_hub import WatchHub
+from runsvc.store.runs import run_dispatch_due_now
 
 log = logging.getLogger(__name__)
 
@@ -77,16 +78,28 @@ async def start_server(
     # run is committed, and StartRun does not wait for it.
     sender = ThreadPoolExecutor(max_workers=4, thread_name_prefix="dispatch")
 
+    loop = asyncio.get_running_loop()
+
+    async def make_due(run_id: uuid.UUID) -> None:
+        try:
+            async with pool.connection() as conn:
+                await run_dispatch_due_now(conn, run_id)
+        except Exception as exc:  # the run's backoff still brings the reaper
+            log.warning("could not mark run %s due: %s", run_id, describe_exception(exc))
+
     def dispatch(run_id: uuid.UUID) -> None:
         def send() -> None:
             try:
                 dispatcher.send(run_id)
             except Exception as exc:
+                # Due at once: a reaper sends it at its next pass after the
+                # broker is back, not after the redispatch backoff.
                 log.warning(
                     "dispatch of run %s failed, the reaper will retry: %s",
                     run_id,
                     describe_exception(exc),
                 )
+                asyncio.run_coroutine_threadsafe(make_due(run_id), loop)
 
         sender.submit(send)
 

@@ -12,6 +12,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 from tenantpilot.runs.v1 import runs_pb2, runs_pb2_grpc
 
+from runsvc import safe_errors
 from runsvc.model import Run, RunType, SafeError
 from runsvc.server import page_tokens
 from runsvc.server.auth import current_principal
@@ -35,7 +36,6 @@ from runsvc.validation import (
     run_id_of,
     start_options,
 )
-from runsvc.worker import safe_errors
 
 # ListRuns and ListRunItems: page_size 0 means the default; larger than the
 # most is the most (AIP-158).

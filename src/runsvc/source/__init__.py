@@ -4,16 +4,30 @@ adapter is plugged in with RUNSVC_TENANT_SOURCE=module:factory.
 """
 
 from runsvc.source.port import (
+    WRITTEN,
+    Deadline,
+    ItemFailure,
     LivePolicy,
+    PolicyIdPage,
+    SourceError,
     SourceRejected,
+    SourceThrottled,
+    SourceTimeout,
     SourceUnavailable,
     TenantSource,
     TenantSourceFactory,
 )
 
 __all__ = [
+    "WRITTEN",
+    "Deadline",
+    "ItemFailure",
     "LivePolicy",
+    "PolicyIdPage",
+    "SourceError",
     "SourceRejected",
+    "SourceThrottled",
+    "SourceTimeout",
     "SourceUnavailable",
     "TenantSource",
     "TenantSourceFactory",

@@ -40,68 +40,143 @@ SELECT * FROM runs WHERE id = ANY(%(run_ids)s::uuid[]);
 
 -- name: run_claim
 -- Takes the run for one execution: a queued run, or a running one whose
--- lease expired (its worker died). A duplicate message finds nothing.
+-- lease expired or was given back (its worker died or stopped). A duplicate
+-- message finds nothing. The claim resets the dispatch backoff: the run is
+-- due again exactly when its lease runs out. The one place that decides
+-- which run a worker may take (fair scheduling across tenants goes here).
+-- Explicit columns: requested_item_ids (up to 10,000 ids) stays in the row.
 UPDATE runs
 SET status = 'running',
     started_at = coalesce(started_at, now()),
     lease_owner = %(owner)s,
     lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
+    dispatch_due_at = now() + make_interval(secs => %(lease_seconds)s),
+    dispatch_count = 0,
     attempts = attempts + 1,
     version = version + 1
 WHERE id = %(run_id)s
-  AND (status = 'queued' OR (status = 'running' AND lease_expires_at < now()))
-RETURNING *;
+  AND (status = 'queued' OR (status = 'running' AND lease_expires_at <= now()))
+RETURNING id, tenant_external_id, run_type, target_object_id, items_resolved,
+          requested_item_ids IS NOT NULL AS items_requested, attempts, total, succeeded,
+          failed, cancel_requested_at IS NOT NULL AS cancel_requested;
 
 -- name: run_lease_renew
 -- Extends the lease while the owner still holds it; no row means it is lost.
--- Also locks the run row for the rest of the caller's transaction.
+-- The run stays not due for dispatch as long as the lease lasts. One short
+-- statement: it waits at most for a batch's commit, never for a batch.
 UPDATE runs
-SET lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
+SET lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
+    dispatch_due_at = now() + make_interval(secs => %(lease_seconds)s)
+WHERE id = %(run_id)s AND lease_owner = %(owner)s AND status = 'running'
+RETURNING cancel_requested_at IS NOT NULL AS cancel_requested;
+
+-- name: run_lease_release
+-- Gives the run back at once, due for dispatch now. `refund` takes back the
+-- attempt the claim counted: a cooperative stop is not a failed attempt (an
+-- unexpected error is, so that a run that always fails ends).
+UPDATE runs
+SET lease_expires_at = now(),
+    dispatch_due_at = now(),
+    attempts = attempts - CASE WHEN %(refund)s THEN 1 ELSE 0 END
 WHERE id = %(run_id)s AND lease_owner = %(owner)s AND status = 'running'
 RETURNING id;
 
--- name: run_lease_release
--- Gives the run back at once (the executor hit an unexpected error), so the
--- reaper dispatches it again without waiting for the lease to expire.
-UPDATE runs
-SET lease_expires_at = now(), dispatch_due_at = now()
-WHERE id = %(run_id)s AND lease_owner = %(owner)s AND status = 'running';
+-- name: run_dispatch_due_now
+-- A message for the run could not be sent (or was refused by a stopping
+-- worker): the reaper sends it at its next pass. A run whose lease is held
+-- stays not due (the reaper also checks the lease).
+UPDATE runs SET dispatch_due_at = now()
+WHERE id = %(run_id)s AND status IN ('queued', 'running');
 
--- name: run_items_insert
--- Writes the run's work list once, with total, in the caller's transaction.
-WITH items AS (
+-- name: run_items_reset
+-- Forgets a work list whose resolution an earlier attempt did not finish.
+DELETE FROM run_items ri
+USING runs r
+WHERE ri.run_id = %(run_id)s AND r.id = ri.run_id
+  AND r.lease_owner = %(owner)s AND r.status = 'running' AND NOT r.items_resolved;
+
+-- name: run_items_insert_requested
+-- The caller's work list, straight from the run row into run_items: the
+-- ids never travel to the worker. Sets total; no row when the lease is lost.
+WITH run AS (
+    SELECT requested_item_ids FROM runs
+    WHERE id = %(run_id)s AND lease_owner = %(owner)s AND status = 'running'
+      AND NOT items_resolved AND requested_item_ids IS NOT NULL
+    FOR UPDATE
+), items AS (
     INSERT INTO run_items (run_id, position, item_id)
     SELECT %(run_id)s, t.position - 1, t.item_id
-    FROM unnest(%(item_ids)s::text[]) WITH ORDINALITY AS t(item_id, position)
+    FROM run, unnest(run.requested_item_ids) WITH ORDINALITY AS t(item_id, position)
     RETURNING 1
 )
 UPDATE runs
 SET total = (SELECT count(*) FROM items),
     items_resolved = true,
     version = version + 1
+FROM run
+WHERE runs.id = %(run_id)s
+RETURNING runs.total;
+
+-- name: run_items_append
+-- One page of the default work list, at positions from `first_position`;
+-- an id listed already is skipped. The caller's transaction fences it.
+INSERT INTO run_items (run_id, position, item_id)
+SELECT %(run_id)s, %(first_position)s::integer + t.ord - 1, t.item_id
+FROM unnest(%(item_ids)s::text[]) WITH ORDINALITY AS t(item_id, ord)
+ON CONFLICT DO NOTHING;
+
+-- name: run_items_resolved
+-- The work list is complete: total is known from here on.
+UPDATE runs
+SET total = %(total)s,
+    items_resolved = true,
+    version = version + 1
 WHERE id = %(run_id)s AND lease_owner = %(owner)s AND status = 'running' AND NOT items_resolved
 RETURNING total;
 
--- name: run_items_pending
+-- name: run_items_pending_page
+-- The next page of the work list: items without an outcome among the
+-- positions after `after`, at most `limit` of them. A bounded range of the
+-- primary key, whatever the table's statistics say: a page costs the same
+-- however long the run is (positions are dense, so a range holds a page).
 SELECT position, item_id FROM run_items
-WHERE run_id = %(run_id)s AND outcome IS NULL
+WHERE run_id = %(run_id)s AND position > %(after)s::integer
+  AND position <= %(after)s::integer + %(limit)s::integer
+  AND outcome IS NULL
 ORDER BY position;
+
+-- name: run_items_next_pending
+-- Where the work list goes on after `after` (a resumed run, or a range
+-- whose items all have outcomes); NULL when every item has one.
+SELECT min(position) FROM run_items
+WHERE run_id = %(run_id)s AND position > %(after)s::integer AND outcome IS NULL;
 
 -- name: run_items_record
 -- Records a batch of outcomes; an outcome already recorded is kept (each
 -- item's outcome is written exactly once).
 UPDATE run_items AS ri
-SET outcome = b.outcome, error_code = b.error_code, detail = b.detail, finished_at = now()
-FROM unnest(%(positions)s::integer[], %(outcomes)s::text[], %(error_codes)s::text[],
-            %(details)s::jsonb[]) AS b(position, outcome, error_code, detail)
-WHERE ri.run_id = %(run_id)s AND ri.position = b.position AND ri.outcome IS NULL
+SET outcome = b.outcome, error_code = b.error_code, detail = nullif(b.detail, 'null'),
+    finished_at = now()
+-- (JSON values travel as one JSON array: far cheaper than a jsonb[] to send)
+FROM ROWS FROM (unnest(%(positions)s::integer[]), unnest(%(outcomes)s::text[]),
+                unnest(%(error_codes)s::text[]), jsonb_array_elements(%(details)s::jsonb))
+     AS b(position, outcome, error_code, detail)
+WHERE ri.run_id = %(run_id)s
+  -- The batch's range of the primary key: a bounded scan, whatever the
+  -- table's statistics say.
+  AND ri.position BETWEEN %(first)s::integer AND %(last)s::integer
+  AND ri.position = b.position AND ri.outcome IS NULL
 RETURNING ri.outcome;
 
 -- name: run_items_fail_pending
--- A run-level error fails every item that has no outcome yet.
+-- A run-level error or a cancel fails the items without an outcome, a
+-- bounded range of positions at a time (a short statement however long
+-- the run): from `first` on, `span` positions.
 UPDATE run_items
 SET outcome = 'failed', error_code = %(error_code)s, finished_at = now()
-WHERE run_id = %(run_id)s AND outcome IS NULL;
+WHERE run_id = %(run_id)s
+  AND position >= %(first)s::integer AND position < %(first)s::integer + %(span)s::integer
+  AND outcome IS NULL;
 
 -- name: run_items_failed_sample
 SELECT item_id, error_code FROM run_items
@@ -122,13 +197,17 @@ ORDER BY position;
 
 -- name: run_record_progress
 -- Adds a batch's outcomes to the counts: one version and one notification
--- per batch, not per item.
+-- per batch, not per item. The owner fence of every batch transaction: no
+-- row means another worker took the run, and the caller rolls back. It
+-- also renews the lease, and says whether a cancel was asked for.
 UPDATE runs
 SET succeeded = succeeded + %(succeeded)s,
     failed = failed + %(failed)s,
+    lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
+    dispatch_due_at = now() + make_interval(secs => %(lease_seconds)s),
     version = version + 1
 WHERE id = %(run_id)s AND lease_owner = %(owner)s AND status = 'running'
-RETURNING *;
+RETURNING total, succeeded, failed, cancel_requested_at IS NOT NULL AS cancel_requested;
 
 -- name: run_finish
 -- Ends the run. Items without an outcome count as failed (a run-level
@@ -142,27 +221,103 @@ SET status = %(status)s,
     lease_expires_at = NULL,
     version = version + 1
 WHERE id = %(run_id)s AND lease_owner = %(owner)s AND status = 'running'
-RETURNING *;
+RETURNING id, tenant_external_id, run_type, target_object_id, payload_hash, status, total,
+          succeeded, failed, items_resolved, safe_error, version, created_at, started_at,
+          finished_at, attempts;
 
--- name: run_redispatch_due
--- The reaper: runs whose message may be lost (still queued past their
--- dispatch time) or whose worker died (lease expired). Each gets a new
--- dispatch time with backoff; the caller sends one message per returned id.
+-- name: run_dispatch_take
+-- The reaper's pick: runs nobody executes, queued past their dispatch time
+-- (the message may be lost) or running with an expired lease (the worker
+-- died or stopped). They are held for `hold` seconds, so that concurrent
+-- reapers do not send them too; the reaper sends first, then records the
+-- send (run_dispatch_sent) or leaves the run due (run_dispatch_due_again).
 WITH due AS (
     SELECT id FROM runs
     WHERE (status = 'queued' AND dispatch_due_at <= now())
-       OR (status = 'running' AND lease_expires_at < now() AND dispatch_due_at <= now())
+       OR (status = 'running' AND lease_expires_at <= now() AND dispatch_due_at <= now())
     ORDER BY dispatch_due_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 )
 UPDATE runs
-SET dispatch_due_at = now() + make_interval(
-        secs => %(redispatch_after)s * power(2, least(runs.dispatch_count, 6))),
-    dispatch_count = runs.dispatch_count + 1
+SET dispatch_due_at = now() + make_interval(secs => %(hold)s)
 FROM due
 WHERE runs.id = due.id
 RETURNING runs.id;
+
+-- name: run_dispatch_sent
+-- The messages went out: the next one only after a backoff, in case it is
+-- lost too. A run a worker claimed meanwhile keeps the claim's timing.
+UPDATE runs
+SET dispatch_due_at = now() + make_interval(
+        secs => %(redispatch_after)s * power(2, least(dispatch_count, 6))),
+    dispatch_count = dispatch_count + 1,
+    dispatched_at = now()
+WHERE id = ANY(%(run_ids)s::uuid[])
+  AND (status = 'queued' OR (status = 'running' AND lease_expires_at <= now()));
+
+-- name: run_dispatch_due_again
+-- The messages could not be sent: the runs stay due for the next pass.
+UPDATE runs
+SET dispatch_due_at = now()
+WHERE id = ANY(%(run_ids)s::uuid[])
+  AND (status = 'queued' OR (status = 'running' AND lease_expires_at <= now()));
+
+-- name: run_items_delete_expired
+-- Retention, in small batches: items of runs finished before the cutoff.
+DELETE FROM run_items ri
+USING (
+    SELECT i.run_id, i.position
+    FROM runs r JOIN run_items i ON i.run_id = r.id
+    WHERE r.finished_at < now() - %(days)s * interval '1 day'
+    LIMIT %(limit)s
+) old
+WHERE ri.run_id = old.run_id AND ri.position = old.position;
+
+-- name: restore_previews_delete_expired
+DELETE FROM restore_previews p
+USING (
+    SELECT x.run_id, x.backup_item_id
+    FROM runs r JOIN restore_previews x ON x.run_id = r.id
+    WHERE r.finished_at < now() - %(days)s * interval '1 day'
+    LIMIT %(limit)s
+) old
+WHERE p.run_id = old.run_id AND p.backup_item_id = old.backup_item_id;
+
+-- name: restore_results_delete_expired
+DELETE FROM restore_results p
+USING (
+    SELECT x.run_id, x.backup_item_id
+    FROM runs r JOIN restore_results x ON x.run_id = r.id
+    WHERE r.finished_at < now() - %(days)s * interval '1 day'
+    LIMIT %(limit)s
+) old
+WHERE p.run_id = old.run_id AND p.backup_item_id = old.backup_item_id;
+
+-- name: run_delete_expired
+-- Runs finished before the cutoff whose per-item rows are gone already
+-- (so the cascade is small); their dispatch records are part of the row.
+DELETE FROM runs
+WHERE id IN (
+    SELECT r.id FROM runs r
+    WHERE r.finished_at < now() - %(days)s * interval '1 day'
+      AND NOT EXISTS (SELECT 1 FROM run_items i WHERE i.run_id = r.id)
+      AND NOT EXISTS (SELECT 1 FROM restore_previews p WHERE p.run_id = r.id)
+      AND NOT EXISTS (SELECT 1 FROM restore_results x WHERE x.run_id = r.id)
+    ORDER BY r.finished_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+);
+
+-- name: audit_delete_expired
+-- Audit events have their own, longer retention.
+DELETE FROM audit_events
+WHERE id IN (
+    SELECT id FROM audit_events
+    WHERE occurred_at < now() - %(days)s * interval '1 day'
+    ORDER BY occurred_at
+    LIMIT %(limit)s
+);
 
 -- name: tenant_get_id
 SELECT id FROM tenants WHERE external_id = %(tenant)s;
@@ -172,36 +327,68 @@ INSERT INTO tenants (external_id) VALUES (%(tenant)s)
 ON CONFLICT (external_id) DO UPDATE SET external_id = EXCLUDED.external_id
 RETURNING id;
 
--- name: live_policy_upsert
+-- name: live_policy_upsert_by_tenant_id
+-- Loads live policies (runsvc seed), a batch per statement.
 INSERT INTO live_policies (tenant_id, policy_id, policy_type, display_name, payload)
-VALUES (%(tenant_id)s, %(policy_id)s, %(policy_type)s, %(display_name)s, %(payload)s)
+SELECT %(tenant_id)s, p.policy_id, p.policy_type, p.display_name, p.payload
+FROM ROWS FROM (unnest(%(policy_ids)s::text[]), unnest(%(policy_types)s::text[]),
+                unnest(%(display_names)s::text[]), jsonb_array_elements(%(payloads)s::jsonb))
+     AS p(policy_id, policy_type, display_name, payload)
 ON CONFLICT (tenant_id, policy_id) DO UPDATE
 SET policy_type = EXCLUDED.policy_type,
     display_name = EXCLUDED.display_name,
     payload = EXCLUDED.payload,
     updated_at = now();
 
--- name: live_policy_get
-SELECT lp.policy_id, lp.policy_type, lp.display_name, lp.payload
-FROM live_policies lp JOIN tenants t ON t.id = lp.tenant_id
-WHERE t.external_id = %(tenant)s AND lp.policy_id = %(policy_id)s;
-
--- name: live_policy_list_ids
+-- name: live_policy_page_ids
+-- One page of a tenant's policy ids after `after` ('' for the first), by
+-- the primary key: each page costs the same however far the listing is.
 SELECT lp.policy_id
-FROM live_policies lp JOIN tenants t ON t.id = lp.tenant_id
-WHERE t.external_id = %(tenant)s
-ORDER BY lp.policy_id;
+FROM live_policies lp
+WHERE lp.tenant_id = (SELECT id FROM tenants WHERE external_id = %(tenant)s)
+  AND lp.policy_id > %(after)s
+ORDER BY lp.policy_id
+LIMIT %(limit)s;
 
--- name: policy_snapshot_capture
--- Stores a snapshot unless one with the same payload exists; either way
--- returns the snapshot that holds this payload.
+-- name: live_policy_get_many
+SELECT lp.policy_id, lp.policy_type, lp.display_name, lp.payload
+FROM live_policies lp
+WHERE lp.tenant_id = (SELECT id FROM tenants WHERE external_id = %(tenant)s)
+  AND lp.policy_id = ANY(%(policy_ids)s::text[]);
+
+-- name: live_policy_upsert_many
+-- Writes whole policies: writing the same batch twice leaves what writing
+-- it once does (the built-in source's writes are idempotent). No row comes
+-- back when the tenant is unknown.
+INSERT INTO live_policies (tenant_id, policy_id, policy_type, display_name, payload)
+SELECT t.id, p.policy_id, p.policy_type, p.display_name, p.payload
+FROM tenants t,
+     ROWS FROM (unnest(%(policy_ids)s::text[]), unnest(%(policy_types)s::text[]),
+                unnest(%(display_names)s::text[]), jsonb_array_elements(%(payloads)s::jsonb))
+     AS p(policy_id, policy_type, display_name, payload)
+WHERE t.external_id = %(tenant)s
+ON CONFLICT (tenant_id, policy_id) DO UPDATE
+SET policy_type = EXCLUDED.policy_type,
+    display_name = EXCLUDED.display_name,
+    payload = EXCLUDED.payload,
+    updated_at = now()
+RETURNING policy_id;
+
+-- name: policy_snapshot_capture_many
+-- Stores a batch of snapshots; a payload a policy had already stores nothing
+-- new (only last_captured_at moves). Returns, per policy, the snapshot that
+-- holds its payload and whether it is new.
 INSERT INTO policy_snapshots (tenant_id, policy_id, policy_type, display_name, payload,
                               payload_hash, captured_by_run)
-VALUES (%(tenant_id)s, %(policy_id)s, %(policy_type)s, %(display_name)s, %(payload)s,
-        %(payload_hash)s, %(run_id)s)
+SELECT %(tenant_id)s, p.policy_id, p.policy_type, p.display_name, p.payload, p.payload_hash,
+       %(run_id)s
+FROM ROWS FROM (unnest(%(policy_ids)s::text[]), unnest(%(policy_types)s::text[]),
+                unnest(%(display_names)s::text[]), jsonb_array_elements(%(payloads)s::jsonb),
+                unnest(%(payload_hashes)s::text[]))
+     AS p(policy_id, policy_type, display_name, payload, payload_hash)
 ON CONFLICT ON CONSTRAINT policy_snapshots_one_per_payload DO UPDATE
 SET last_captured_at = now()
-RETURNING id, (xmax = 0) AS created;
+RETURNING policy_id, id, (xmax = 0) AS created;
 
 -- name: backup_set_exists
 SELECT 1 FROM backup_sets WHERE tenant_id = %(tenant_id)s AND id = %(backup_set_id)s;
@@ -210,35 +397,50 @@ SELECT 1 FROM backup_sets WHERE tenant_id = %(tenant_id)s AND id = %(backup_set_
 INSERT INTO backup_sets (tenant_id, id, name) VALUES (%(tenant_id)s, %(backup_set_id)s, %(name)s)
 ON CONFLICT (tenant_id, id) DO UPDATE SET name = EXCLUDED.name;
 
--- name: backup_item_upsert
+-- name: backup_item_upsert_many
 -- Adding a policy twice keeps one entry, pointing at the newest snapshot.
 INSERT INTO backup_items (tenant_id, backup_set_id, policy_id, snapshot_id)
-VALUES (%(tenant_id)s, %(backup_set_id)s, %(policy_id)s, %(snapshot_id)s)
+SELECT %(tenant_id)s, %(backup_set_id)s, b.policy_id, b.snapshot_id
+FROM unnest(%(policy_ids)s::text[], %(snapshot_ids)s::uuid[]) AS b(policy_id, snapshot_id)
 ON CONFLICT ON CONSTRAINT backup_items_policy_once DO UPDATE
 SET snapshot_id = EXCLUDED.snapshot_id, updated_at = now()
-RETURNING id;
+RETURNING policy_id, id;
 
--- name: backup_item_ids
-SELECT id::text FROM backup_items
+-- name: backup_item_ids_page
+-- A page of a set's item ids in the order they were added, after the
+-- (added_at, policy_id) cursor ('-infinity', '' for the first page); by an
+-- index, so every page costs the same.
+SELECT id::text, added_at, policy_id FROM backup_items
 WHERE tenant_id = %(tenant_id)s AND backup_set_id = %(backup_set_id)s
-ORDER BY added_at, policy_id;
+  AND (added_at, policy_id) > (%(after_added)s::timestamptz, %(after_policy)s::text)
+ORDER BY added_at, policy_id
+LIMIT %(limit)s;
 
--- name: backup_item_get
--- A backup item of the set with the payload of its snapshot.
+-- name: backup_items_get_many
+-- Backup items of the set with the payloads of their snapshots. Found by
+-- their primary keys first (the set's own index would scan the whole set).
+WITH wanted AS MATERIALIZED (
+    SELECT * FROM backup_items WHERE id = ANY(%(backup_item_ids)s::uuid[])
+)
 SELECT bi.id, bi.policy_id, s.policy_type, s.display_name, s.payload
-FROM backup_items bi JOIN policy_snapshots s ON s.id = bi.snapshot_id
-WHERE bi.tenant_id = %(tenant_id)s AND bi.backup_set_id = %(backup_set_id)s
-  AND bi.id = %(backup_item_id)s;
+FROM wanted bi JOIN policy_snapshots s ON s.id = bi.snapshot_id
+WHERE bi.tenant_id = %(tenant_id)s AND bi.backup_set_id = %(backup_set_id)s;
 
--- name: restore_preview_record
+-- name: restore_preview_record_many
 INSERT INTO restore_previews (run_id, backup_item_id, policy_id, action, changed_keys)
-VALUES (%(run_id)s, %(backup_item_id)s, %(policy_id)s, %(action)s, %(changed_keys)s)
+SELECT %(run_id)s, r.backup_item_id, r.policy_id, r.action,
+       ARRAY(SELECT jsonb_array_elements_text(r.changed_keys))
+FROM ROWS FROM (unnest(%(backup_item_ids)s::uuid[]), unnest(%(policy_ids)s::text[]),
+                unnest(%(actions)s::text[]), jsonb_array_elements(%(changed_keys)s::jsonb))
+     AS r(backup_item_id, policy_id, action, changed_keys)
 ON CONFLICT (run_id, backup_item_id) DO UPDATE
 SET action = EXCLUDED.action, changed_keys = EXCLUDED.changed_keys;
 
--- name: restore_result_record
+-- name: restore_result_record_many
 INSERT INTO restore_results (run_id, backup_item_id, policy_id, outcome, error_code)
-VALUES (%(run_id)s, %(backup_item_id)s, %(policy_id)s, %(outcome)s, %(error_code)s)
+SELECT %(run_id)s, r.backup_item_id, r.policy_id, r.outcome, r.error_code
+FROM unnest(%(backup_item_ids)s::uuid[], %(policy_ids)s::text[], %(outcomes)s::text[],
+            %(error_codes)s::text[]) AS r(backup_item_id, policy_id, outcome, error_code)
 ON CONFLICT (run_id, backup_item_id) DO UPDATE
 SET outcome = EXCLUDED.outcome, error_code = EXCLUDED.error_code;
 

@@ -96,7 +96,41 @@ async def run_get_many(conn: AsyncConnection, run_ids: Sequence[uuid.UUID]) -> l
         return [Run.from_row(row) for row in await cur.fetchall()]
 
 
+async def run_dispatch_due_now(conn: AsyncConnection, run_id: uuid.UUID) -> None:
+    """The run's message could not be sent: the reaper sends it at its next pass."""
+    await conn.execute(QUERIES["run_dispatch_due_now"], {"run_id": run_id})
+
+
 # --- worker side (sync, caller's transaction) ------------------------------
+# The worker's queries name their columns: none carries requested_item_ids.
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedRun:
+    """What a worker knows of the run it claimed."""
+
+    id: uuid.UUID
+    tenant_external_id: str
+    run_type: RunType
+    target_object_id: str | None
+    items_resolved: bool
+    # Whether the caller gave item ids (else the run type's default set).
+    items_requested: bool
+    attempts: int
+    total: int
+    succeeded: int
+    failed: int
+    cancel_requested: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """The run's counts after a batch, and whether a cancel was asked for."""
+
+    total: int
+    succeeded: int
+    failed: int
+    cancel_requested: bool
 
 
 def _one(conn: Connection, name: str, params: dict[str, Any]) -> dict[str, Any] | None:
@@ -107,35 +141,72 @@ def _one(conn: Connection, name: str, params: dict[str, Any]) -> dict[str, Any] 
 
 def run_claim(
     conn: Connection, run_id: uuid.UUID, *, owner: str, lease_seconds: float
-) -> Run | None:
+) -> ClaimedRun | None:
     row = _one(
         conn, "run_claim", {"run_id": run_id, "owner": owner, "lease_seconds": lease_seconds}
     )
-    return Run.from_row(row) if row else None
+    if row is None:
+        return None
+    return ClaimedRun(**{**row, "run_type": RunType(row["run_type"])})
 
 
 def run_lease_renew(
     conn: Connection, run_id: uuid.UUID, *, owner: str, lease_seconds: float
-) -> bool:
+) -> bool | None:
+    """Whether a cancel was asked for; None when the lease is lost."""
     params = {"run_id": run_id, "owner": owner, "lease_seconds": lease_seconds}
-    return _one(conn, "run_lease_renew", params) is not None
+    row = _one(conn, "run_lease_renew", params)
+    return None if row is None else row["cancel_requested"]
 
 
-def run_lease_release(conn: Connection, run_id: uuid.UUID, *, owner: str) -> None:
-    conn.execute(QUERIES["run_lease_release"], {"run_id": run_id, "owner": owner})
+def run_lease_release(conn: Connection, run_id: uuid.UUID, *, owner: str, refund: bool) -> bool:
+    params = {"run_id": run_id, "owner": owner, "refund": refund}
+    return conn.execute(QUERIES["run_lease_release"], params).fetchone() is not None
 
 
-def run_items_insert(
-    conn: Connection, run_id: uuid.UUID, item_ids: list[str], *, owner: str
-) -> int | None:
-    """Writes the work list; None when the lease is lost (roll back then)."""
-    row = _one(conn, "run_items_insert", {"run_id": run_id, "item_ids": item_ids, "owner": owner})
+def run_dispatch_due_now_sync(conn: Connection, run_id: uuid.UUID) -> None:
+    conn.execute(QUERIES["run_dispatch_due_now"], {"run_id": run_id})
+
+
+def run_items_reset(conn: Connection, run_id: uuid.UUID, *, owner: str) -> None:
+    conn.execute(QUERIES["run_items_reset"], {"run_id": run_id, "owner": owner})
+
+
+def run_items_insert_requested(conn: Connection, run_id: uuid.UUID, *, owner: str) -> int | None:
+    """Writes the caller's work list; its total, or None when the lease is lost."""
+    row = _one(conn, "run_items_insert_requested", {"run_id": run_id, "owner": owner})
     return row["total"] if row else None
 
 
-def run_items_pending(conn: Connection, run_id: uuid.UUID) -> list[tuple[int, str]]:
-    rows = conn.execute(QUERIES["run_items_pending"], {"run_id": run_id}).fetchall()
+def run_items_append(
+    conn: Connection, run_id: uuid.UUID, item_ids: Sequence[str], *, first_position: int
+) -> int:
+    """Appends a page of the work list; returns how many were new."""
+    params = {"run_id": run_id, "item_ids": list(item_ids), "first_position": first_position}
+    with conn.cursor() as cur:
+        cur.execute(QUERIES["run_items_append"], params)
+        return cur.rowcount
+
+
+def run_items_resolved(conn: Connection, run_id: uuid.UUID, *, owner: str, total: int) -> bool:
+    params = {"run_id": run_id, "owner": owner, "total": total}
+    return _one(conn, "run_items_resolved", params) is not None
+
+
+def run_items_pending_page(
+    conn: Connection, run_id: uuid.UUID, *, after: int, limit: int
+) -> list[tuple[int, str]]:
+    rows = conn.execute(
+        QUERIES["run_items_pending_page"], {"run_id": run_id, "after": after, "limit": limit}
+    ).fetchall()
     return [(position, item_id) for position, item_id in rows]
+
+
+def run_items_next_pending(conn: Connection, run_id: uuid.UUID, *, after: int) -> int | None:
+    row = conn.execute(
+        QUERIES["run_items_next_pending"], {"run_id": run_id, "after": after}
+    ).fetchone()
+    return row[0]
 
 
 def run_items_record(
@@ -146,18 +217,26 @@ def run_items_record(
         QUERIES["run_items_record"],
         {
             "run_id": run_id,
+            "first": min(o.position for o in outcomes),
+            "last": max(o.position for o in outcomes),
             "positions": [o.position for o in outcomes],
             "outcomes": ["succeeded" if o.succeeded else "failed" for o in outcomes],
             "error_codes": [o.error_code for o in outcomes],
-            "details": [Jsonb(o.detail) if o.detail is not None else None for o in outcomes],
+            "details": Jsonb([o.detail for o in outcomes]),
         },
     ).fetchall()
     succeeded = sum(1 for (outcome,) in rows if outcome == "succeeded")
     return succeeded, len(rows) - succeeded
 
 
-def run_items_fail_pending(conn: Connection, run_id: uuid.UUID, *, error_code: str) -> None:
-    conn.execute(QUERIES["run_items_fail_pending"], {"run_id": run_id, "error_code": error_code})
+def run_items_fail_pending(
+    conn: Connection, run_id: uuid.UUID, *, error_code: str, first: int, span: int
+) -> int:
+    """Fails the items without an outcome among `span` positions from `first`."""
+    params = {"run_id": run_id, "error_code": error_code, "first": first, "span": span}
+    with conn.cursor() as cur:
+        cur.execute(QUERIES["run_items_fail_pending"], params)
+        return cur.rowcount
 
 
 def run_items_failed_summary(
@@ -183,14 +262,27 @@ def run_items_list(conn: Connection, run_id: uuid.UUID) -> list[dict[str, Any]]:
 
 
 def run_record_progress(
-    conn: Connection, run_id: uuid.UUID, *, owner: str, succeeded: int, failed: int
-) -> Run | None:
+    conn: Connection,
+    run_id: uuid.UUID,
+    *,
+    owner: str,
+    succeeded: int,
+    failed: int,
+    lease_seconds: float,
+) -> Progress | None:
+    """Adds to the counts under the owner fence; None when the lease is lost."""
     row = _one(
         conn,
         "run_record_progress",
-        {"run_id": run_id, "owner": owner, "succeeded": succeeded, "failed": failed},
+        {
+            "run_id": run_id,
+            "owner": owner,
+            "succeeded": succeeded,
+            "failed": failed,
+            "lease_seconds": lease_seconds,
+        },
     )
-    return Run.from_row(row) if row else None
+    return Progress(**row) if row else None
 
 
 def run_finish(
@@ -214,10 +306,8 @@ def run_finish(
     return Run.from_row(row) if row else None
 
 
-def run_redispatch_due(conn: Connection, *, limit: int, redispatch_after: float) -> list[uuid.UUID]:
-    rows = conn.execute(
-        QUERIES["run_redispatch_due"], {"limit": limit, "redispatch_after": redispatch_after}
-    ).fetchall()
+def run_dispatch_take(conn: Connection, *, limit: int, hold: float) -> list[uuid.UUID]:
+    rows = conn.execute(QUERIES["run_dispatch_take"], {"limit": limit, "hold": hold}).fetchall()
     return [run_id for (run_id,) in rows]
 
 
@@ -338,3 +428,23 @@ async def run_retry_insert_or_reuse(
         "redispatch_after": redispatch_after,
     }
     return await _insert_or_reuse(conn, "run_retry_insert_or_reuse", params)
+
+
+def run_dispatch_sent(
+    conn: Connection, run_ids: Sequence[uuid.UUID], *, redispatch_after: float
+) -> None:
+    conn.execute(
+        QUERIES["run_dispatch_sent"],
+        {"run_ids": list(run_ids), "redispatch_after": redispatch_after},
+    )
+
+
+def run_dispatch_due_again(conn: Connection, run_ids: Sequence[uuid.UUID]) -> None:
+    conn.execute(QUERIES["run_dispatch_due_again"], {"run_ids": list(run_ids)})
+
+
+def expired_delete(conn: Connection, query: str, *, days: float, limit: int) -> int:
+    """One retention batch of `query` (a *_delete_expired query); rows deleted."""
+    with conn.cursor() as cur:
+        cur.execute(QUERIES[query], {"days": days, "limit": limit})
+        return cur.rowcount
