@@ -141,16 +141,23 @@ class Stack:
             self.server.stop()
 
 
+@contextlib.contextmanager
+def running_stack(env: dict[str, str], log_dir: Path) -> Iterator[Stack]:
+    """A server and one worker (four threads) on `env`, stopped on exit."""
+    started = Stack(env, log_dir)
+    try:
+        started.start_server()
+        started.start_worker(threads=4)
+        yield started
+    finally:
+        started.stop()
+
+
 @pytest.fixture(scope="session")
 def stack(database_url: str, log_dir: Path) -> Iterator[Stack]:
     """The shared stack: one server, one worker, Postgres broker."""
-    shared = Stack(service_env(database_url), log_dir)
-    try:
-        shared.start_server()
-        shared.start_worker(threads=4)
+    with running_stack(service_env(database_url), log_dir) as shared:
         yield shared
-    finally:
-        shared.stop()
 
 
 @pytest.fixture

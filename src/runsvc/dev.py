@@ -307,6 +307,7 @@ def run_dev(data_dir: Path, addresses: DevAddresses, *, graph_emulator: bool = F
     print(f"token     {token}  (operator, all tenants; RUNSVC_TOKEN in dev.env)", flush=True)
     if gateway is not None:
         print(f"http      http://{http_addr}/admin", flush=True)
+        print(f"console   http://{http_addr}/admin/ui/  (sign in with the token)", flush=True)
     print("metrics   " + "  ".join(
         f"{name} http://{address}/metrics" for name, address in (
             ("server", addresses.server_metrics),

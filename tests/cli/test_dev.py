@@ -134,6 +134,10 @@ def test_dev_runs_everything_and_stops_cleanly_keeping_data(tmp_path, log_dir):
         assert response.status_code == 200, response.text
         assert response.json()["status"] == "succeeded"
         assert response.json()["counts"] == {"total": 6, "succeeded": 6, "failed": 0}
+        # The console is served by the same gateway, at the line's address.
+        assert f"console   {http_url}/admin/ui/" in output
+        console = httpx.get(f"{http_url}/admin/ui/", timeout=10)
+        assert "<title>runsvc console</title>" in console.text
         # A second shell with only dev.env sourced: the grpcurl example and
         # the operator CLI work (grpcurl and runsvc come from the venv on PATH).
         shell = {"HOME": os.environ.get("HOME", "/root"), "PATH": "/usr/bin:/bin"}

@@ -105,3 +105,12 @@ def test_async_broken_watch_resumes():
     with scripted_server(script) as target:
         assert asyncio.run(scenario()) == [1, 2]
     assert script.watch_after_versions == [None, 1]
+
+
+def test_async_get_caller(stack):
+    async def scenario() -> runs_pb2.GetCallerResponse:
+        async with AsyncRunsClient(stack.target, token=stack.token) as client:
+            return await client.get_caller()
+
+    caller = asyncio.run(scenario())
+    assert caller.role == runs_pb2.CALLER_ROLE_OPERATOR and caller.all_tenants

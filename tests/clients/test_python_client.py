@@ -22,10 +22,12 @@ from runsvc_client import (
     RetryPolicy,
     RunsClient,
     RunsError,
+    Unauthenticated,
     Unavailable,
     is_terminal,
 )
 from tests.clients.fake_server import Script, make_certs, scripted_server
+from tests.support.auth import new_token
 
 
 @pytest.fixture
@@ -354,3 +356,13 @@ def test_a_watch_whose_server_stays_down_gives_up_with_unavailable():
     assert raised.value.message == "server down"
     # the broken stream, then one reopen at once and three more with backoff
     assert script.watch_after_versions == [None, 1, 1, 1, 1]
+
+
+def test_get_caller_names_the_tokens_role_and_tenants(stack, tenant):
+    viewer = new_token(stack.database_url, role="viewer", tenants=[tenant.external_id])
+    with RunsClient(stack.target, token=viewer) as client:
+        caller = client.get_caller()
+    assert caller.role == runs_pb2.CALLER_ROLE_VIEWER
+    assert list(caller.tenants) == [tenant.external_id] and not caller.all_tenants
+    with RunsClient(stack.target) as anonymous, pytest.raises(Unauthenticated):
+        anonymous.get_caller()

@@ -348,3 +348,27 @@ def test_concurrent_callers_are_audited_under_their_own_names(stack, tenant):
     )
     assert len(rows) == 80
     assert all(target.startswith(f"{name}/") for name, target in rows), rows
+
+
+# --- GetCaller: who the token is ---------------------------------------------
+
+
+def test_get_caller_describes_the_token_and_needs_no_tenant(stack):
+    granted = sorted(["zeta-tenant", "alpha-tenant"])
+    viewer = new_token(stack.database_url, role="viewer", tenants=["zeta-tenant", "alpha-tenant"])
+    answer = stack.stub(token=viewer).GetCaller(runs_pb2.GetCallerRequest(), timeout=10)
+    assert answer.role == runs_pb2.CALLER_ROLE_VIEWER
+    assert answer.token_name.startswith("test-viewer-")
+    assert not answer.all_tenants
+    assert list(answer.tenants) == granted
+
+    operator = stack.stub().GetCaller(runs_pb2.GetCallerRequest(), timeout=10)
+    assert operator.role == runs_pb2.CALLER_ROLE_OPERATOR
+    assert operator.all_tenants and list(operator.tenants) == []
+
+
+def test_get_caller_without_a_valid_token_is_unauthenticated(stack):
+    request = runs_pb2.GetCallerRequest()
+    for token in (None, "rsvc_0123456789abcdef_" + "a" * 43):
+        stub = stack.stub(token=token)
+        assert code_of(lambda stub=stub: stub.GetCaller(request, timeout=10)) == UNAUTHENTICATED

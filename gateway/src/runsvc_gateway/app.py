@@ -21,8 +21,9 @@ from starlette.types import ASGIApp
 from tenantpilot.runs.v1 import runs_pb2, runs_pb2_grpc
 
 from runsvc_client import TLS
-from runsvc_client.records import run_item_list, run_list, run_record, start_response
+from runsvc_client.records import caller, run_item_list, run_list, run_record, start_response
 from runsvc_gateway import contract, inputs
+from runsvc_gateway.console import console_routes
 from runsvc_gateway.errors import HttpError, error_response, from_rpc_error
 from runsvc_gateway.observe import ObserveMiddleware, sse_streams
 from runsvc_gateway.sse import Watchers, WatchStream
@@ -208,6 +209,12 @@ class Gateway:
         )
         return JSONResponse(start_response(response), status_code=200 if response.reused else 201)
 
+    async def whoami(self, request: Request) -> Response:
+        response = await self._call(
+            self.runs.GetCaller, runs_pb2.GetCallerRequest(), inputs.metadata(request)
+        )
+        return JSONResponse(caller(response))
+
     async def openapi(self, request: Request) -> Response:
         return Response(contract.served_yaml(), media_type="application/yaml")
 
@@ -273,9 +280,12 @@ def create_app(settings: Settings) -> ASGIApp:
         Route(PREFIX + contract.ITEMS_PATH, gateway.list_run_items, methods=["GET"]),
         Route(PREFIX + contract.CANCEL_PATH, gateway.cancel_run, methods=["POST"]),
         Route(PREFIX + contract.RETRY_PATH, gateway.retry_run, methods=["POST"]),
+        Route(PREFIX + contract.WHOAMI_PATH, gateway.whoami, methods=["GET"]),
         Route(PREFIX + "/openapi.yaml", gateway.openapi, methods=["GET"]),
         Route("/healthz", gateway.healthz, methods=["GET"]),
         Route("/readyz", gateway.readyz, methods=["GET"]),
+        # Last: the API routes above are matched first and never pay for it.
+        *console_routes(PREFIX + "/ui"),
     ]
     middleware = [
         Middleware(ObserveMiddleware, with_metrics=settings.metrics, access_log=settings.access_log)

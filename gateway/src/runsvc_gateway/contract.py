@@ -27,6 +27,7 @@ LIST_PATH = "/t/{tenantExternalId}/runs"
 ITEMS_PATH = "/t/{tenantExternalId}/runs/{runType}/{runId}/items"
 CANCEL_PATH = "/t/{tenantExternalId}/runs/{runType}/{runId}/cancel"
 RETRY_PATH = "/t/{tenantExternalId}/runs/{runType}/{runId}/retry"
+WHOAMI_PATH = "/whoami"
 
 
 def contract_text() -> str:
@@ -220,6 +221,40 @@ def _watch_operation() -> dict[str, Any]:
     }
 
 
+CALLER_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "role", "allTenants", "tenants"],
+    "additionalProperties": False,
+    "properties": {
+        "name": {"type": "string", "description": "The token's name."},
+        "role": {"type": "string", "enum": ["viewer", "operator"]},
+        "allTenants": {"type": "boolean", "description": "Granted every tenant."},
+        "tenants": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "The tenants granted (sorted); empty when allTenants.",
+        },
+    },
+}
+
+
+def _whoami_operation() -> dict[str, Any]:
+    return {
+        "operationId": "whoami",
+        "summary": "Describe the calling token: name, role, tenant grants (an extension)",
+        "description": "What the console shows and offers: a viewer gets no buttons that "
+        "change runs. Never the token or its hash.",
+        "responses": {
+            "200": {
+                "description": "The caller",
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/Caller"}}
+                },
+            }
+        },
+    }
+
+
 @cache
 def served_description() -> dict[str, Any]:
     """The contract unchanged in its paths and schemas, plus the watch route,
@@ -230,6 +265,8 @@ def served_description() -> dict[str, Any]:
     extensions = copy.deepcopy(operators())
     doc["paths"].update(extensions["paths"])
     doc["components"]["schemas"].update(extensions["components"]["schemas"])
+    doc["components"]["schemas"]["Caller"] = CALLER_SCHEMA
+    doc["paths"][WHOAMI_PATH] = {"get": _whoami_operation()}
     for path, item in doc["paths"].items():
         for method, operation in item.items():
             responses = operation["responses"]

@@ -45,7 +45,11 @@ METHOD_ROLES: dict[str, Role] = {
     f"{_SERVICE}ListRunItems": Role.VIEWER,
     f"{_SERVICE}CancelRun": Role.OPERATOR,
     f"{_SERVICE}RetryRun": Role.OPERATOR,
+    f"{_SERVICE}GetCaller": Role.VIEWER,
 }
+# Methods that address no tenant (they describe the caller itself): the
+# token and its role are checked, there is no grant to check.
+TENANTLESS_METHODS = frozenset({f"{_SERVICE}GetCaller"})
 # Services any caller may use without a token.
 PUBLIC_PREFIXES = (
     "/grpc.health.v1.Health/",
@@ -217,7 +221,8 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
                     f"token {principal.name!r} ({principal.role}) may not call it",
                 )
             tenant = getattr(request, "tenant_external_id", None)
-            if not isinstance(tenant, str) or not principal.may_access(tenant):
+            granted = isinstance(tenant, str) and principal.may_access(tenant)
+            if not granted and method not in TENANTLESS_METHODS:
                 await refuse(
                     grpc.StatusCode.PERMISSION_DENIED,
                     "the token is not granted this tenant",

@@ -31,6 +31,7 @@ from runsvc.store import auth as auth_store
 from runsvc.store import runs as store
 from runsvc.store.auth import AuditEvent
 from runsvc.store.errors import translate_errors
+from runsvc.tokens import Role
 from runsvc.validation import (
     FieldViolation,
     InvalidArgument,
@@ -48,6 +49,11 @@ ITEMS_PAGE_DEFAULT = 100
 PAGE_MAX = 1000
 
 log = logging.getLogger(__name__)
+
+CALLER_ROLE = {
+    Role.VIEWER: runs_pb2.CALLER_ROLE_VIEWER,
+    Role.OPERATOR: runs_pb2.CALLER_ROLE_OPERATOR,
+}
 
 
 class RunService(runs_pb2_grpc.RunServiceServicer):
@@ -173,6 +179,18 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
                     sent_version = snapshot.version
                     if snapshot.state.status.terminal:
                         return
+
+    async def GetCaller(
+        self, request: runs_pb2.GetCallerRequest, context: grpc.aio.ServicerContext
+    ) -> runs_pb2.GetCallerResponse:
+        caller = current_principal()
+        assert caller is not None, "the auth interceptor runs first"
+        return runs_pb2.GetCallerResponse(
+            token_name=caller.name,
+            role=CALLER_ROLE[caller.role],
+            all_tenants=caller.all_tenants,
+            tenants=sorted(caller.tenants),
+        )
 
     # -- operators' extensions --
 

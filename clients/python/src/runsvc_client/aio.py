@@ -217,6 +217,10 @@ class AsyncRunsClient:
         )
         return await self._call(self._stub.RetryRun, request, timeout)
 
+    async def get_caller(self, *, timeout: float | None = None) -> runs_pb2.GetCallerResponse:
+        """Who the token is: its name, role and tenant grants (no tenant needed)."""
+        return await self._call(self._stub.GetCaller, runs_pb2.GetCallerRequest(), timeout)
+
     async def _call(self, method: Any, request: Any, timeout: float | None) -> Any:
         try:
             return await method(request, timeout=self._timeout(timeout), metadata=self._metadata)

@@ -21,7 +21,7 @@ DEFAULT_WATCH_TIMEOUT = 3600.0
 @dataclass(frozen=True)
 class RetryPolicy:
     """gRPC retry policy for the idempotent calls (GetRun, ListRuns,
-    ListRunItems; CancelRun, which may be repeated; StartRun and RetryRun,
+    ListRunItems, GetCaller; CancelRun, which may be repeated; StartRun and RetryRun,
     idempotent by their dedupe key while the run is active). Only
     UNAVAILABLE is retried."""
 
@@ -41,6 +41,7 @@ class RetryPolicy:
                     "ListRunItems",
                     "CancelRun",
                     "RetryRun",
+                    "GetCaller",
                 )
             ],
             "retryPolicy": {

@@ -223,6 +223,10 @@ class RunsClient:
         )
         return self._call(self._stub.RetryRun, request, timeout)
 
+    def get_caller(self, *, timeout: float | None = None) -> runs_pb2.GetCallerResponse:
+        """Who the token is: its name, role and tenant grants (no tenant needed)."""
+        return self._call(self._stub.GetCaller, runs_pb2.GetCallerRequest(), timeout)
+
     def _call(self, method: Any, request: Any, timeout: float | None) -> Any:
         try:
             return method(request, timeout=self._timeout(timeout), metadata=self._metadata)

@@ -112,3 +112,18 @@ def run_item_list(response: runs_pb2.ListRunItemsResponse) -> dict[str, Any]:
 
 def is_terminal(run: runs_pb2.RunRecord) -> bool:
     return STATUS.get(run.status) in TERMINAL
+
+
+ROLE = {
+    runs_pb2.CALLER_ROLE_VIEWER: "viewer",
+    runs_pb2.CALLER_ROLE_OPERATOR: "operator",
+}
+
+
+def caller(response: runs_pb2.GetCallerResponse) -> dict[str, Any]:
+    return {
+        "name": response.token_name,
+        "role": ROLE[response.role],
+        "allTenants": response.all_tenants,
+        "tenants": list(response.tenants),
+    }

@@ -87,6 +87,30 @@ ITEM_OUTCOME_FAILED: ItemOutcome.ValueType  # 3
 """Failed; error_code says why."""
 Global___ItemOutcome: _TypeAlias = ItemOutcome  # noqa: Y015
 
+class _CallerRole:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _CallerRoleEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CallerRole.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    CALLER_ROLE_UNSPECIFIED: _CallerRole.ValueType  # 0
+    """Never set by the server."""
+    CALLER_ROLE_VIEWER: _CallerRole.ValueType  # 1
+    """May read and watch runs."""
+    CALLER_ROLE_OPERATOR: _CallerRole.ValueType  # 2
+    """May also start, cancel and retry runs."""
+
+class CallerRole(_CallerRole, metaclass=_CallerRoleEnumTypeWrapper):
+    """CallerRole is a token's role."""
+
+CALLER_ROLE_UNSPECIFIED: CallerRole.ValueType  # 0
+"""Never set by the server."""
+CALLER_ROLE_VIEWER: CallerRole.ValueType  # 1
+"""May read and watch runs."""
+CALLER_ROLE_OPERATOR: CallerRole.ValueType  # 2
+"""May also start, cancel and retry runs."""
+Global___CallerRole: _TypeAlias = CallerRole  # noqa: Y015
+
 @_typing.final
 class RunStartRequest(_message.Message):
     """RunStartRequest mirrors the contract's request body of the same name.
@@ -838,3 +862,56 @@ class RetryRunResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RetryRunResponse: _TypeAlias = RetryRunResponse  # noqa: Y015
+
+@_typing.final
+class GetCallerRequest(_message.Message):
+    """GetCallerRequest asks who the caller is; the bearer token says it."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCallerRequest: _TypeAlias = GetCallerRequest  # noqa: Y015
+
+@_typing.final
+class GetCallerResponse(_message.Message):
+    """GetCallerResponse describes the calling token; never its secret."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_NAME_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    ALL_TENANTS_FIELD_NUMBER: _builtins.int
+    TENANTS_FIELD_NUMBER: _builtins.int
+    token_name: _builtins.str
+    """The token's name (unique among active tokens)."""
+    role: Global___CallerRole.ValueType
+    """The token's role."""
+    all_tenants: _builtins.bool
+    """True when the token is granted every tenant; `tenants` is then empty."""
+    @_builtins.property
+    def tenants(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The tenants the token is granted, sorted, when not all of them."""
+
+    def __init__(
+        self,
+        *,
+        token_name: _builtins.str = ...,
+        role: Global___CallerRole.ValueType = ...,
+        all_tenants: _builtins.bool = ...,
+        tenants: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["all_tenants", b"all_tenants", "role", b"role", "tenants", b"tenants", "token_name", b"token_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetCallerResponse: _TypeAlias = GetCallerResponse  # noqa: Y015

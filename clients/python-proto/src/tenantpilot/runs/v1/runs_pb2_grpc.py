@@ -76,6 +76,11 @@ class RunServiceStub:
                 request_serializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.RetryRunRequest.SerializeToString,
                 response_deserializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.RetryRunResponse.FromString,
                 _registered_method=True)
+        self.GetCaller = channel.unary_unary(
+                '/tenantpilot.runs.v1.RunService/GetCaller',
+                request_serializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.GetCallerRequest.SerializeToString,
+                response_deserializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.GetCallerResponse.FromString,
+                _registered_method=True)
 
 
 class RunServiceServicer:
@@ -151,6 +156,15 @@ class RunServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetCaller(self, request, context):
+        """GetCaller describes the token that makes the call: its name, role and
+        tenant grants, so that a console can offer only what the caller may do.
+        Any valid token may call it; it addresses no tenant.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RunServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -188,6 +202,11 @@ def add_RunServiceServicer_to_server(servicer, server):
                     servicer.RetryRun,
                     request_deserializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.RetryRunRequest.FromString,
                     response_serializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.RetryRunResponse.SerializeToString,
+            ),
+            'GetCaller': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCaller,
+                    request_deserializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.GetCallerRequest.FromString,
+                    response_serializer=tenantpilot_dot_runs_dot_v1_dot_runs__pb2.GetCallerResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -386,6 +405,33 @@ class RunService:
             '/tenantpilot.runs.v1.RunService/RetryRun',
             tenantpilot_dot_runs_dot_v1_dot_runs__pb2.RetryRunRequest.SerializeToString,
             tenantpilot_dot_runs_dot_v1_dot_runs__pb2.RetryRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCaller(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tenantpilot.runs.v1.RunService/GetCaller',
+            tenantpilot_dot_runs_dot_v1_dot_runs__pb2.GetCallerRequest.SerializeToString,
+            tenantpilot_dot_runs_dot_v1_dot_runs__pb2.GetCallerResponse.FromString,
             options,
             channel_credentials,
             insecure,

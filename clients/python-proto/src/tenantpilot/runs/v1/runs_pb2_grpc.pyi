@@ -75,6 +75,11 @@ class RunServiceStub:
     Dedupe applies as for StartRun: an active run with the same key is
     returned with `reused = true`.
     """
+    GetCaller: _grpc.UnaryUnaryMultiCallable[_runs_pb2.GetCallerRequest, _runs_pb2.GetCallerResponse]
+    """GetCaller describes the token that makes the call: its name, role and
+    tenant grants, so that a console can offer only what the caller may do.
+    Any valid token may call it; it addresses no tenant.
+    """
 
 @_typing.type_check_only
 class RunServiceAsyncStub(RunServiceStub):
@@ -122,6 +127,11 @@ class RunServiceAsyncStub(RunServiceStub):
     failed items of a terminal run (RunRecord.retry_of_run_id names it).
     Dedupe applies as for StartRun: an active run with the same key is
     returned with `reused = true`.
+    """
+    GetCaller: _aio.UnaryUnaryMultiCallable[_runs_pb2.GetCallerRequest, _runs_pb2.GetCallerResponse]  # type: ignore[assignment]
+    """GetCaller describes the token that makes the call: its name, role and
+    tenant grants, so that a console can offer only what the caller may do.
+    Any valid token may call it; it addresses no tenant.
     """
 
 class RunServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -209,6 +219,17 @@ class RunServiceServicer(metaclass=_abc_1.ABCMeta):
         failed items of a terminal run (RunRecord.retry_of_run_id names it).
         Dedupe applies as for StartRun: an active run with the same key is
         returned with `reused = true`.
+        """
+
+    @_abc_1.abstractmethod
+    def GetCaller(
+        self,
+        request: _runs_pb2.GetCallerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runs_pb2.GetCallerResponse, _abc.Awaitable[_runs_pb2.GetCallerResponse]]:
+        """GetCaller describes the token that makes the call: its name, role and
+        tenant grants, so that a console can offer only what the caller may do.
+        Any valid token may call it; it addresses no tenant.
         """
 
 def add_RunServiceServicer_to_server(servicer: RunServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
