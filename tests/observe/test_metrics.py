@@ -10,6 +10,7 @@ import pytest
 from tenantpilot.runs.v1 import runs_pb2
 
 from tests.observe.conftest import METRICS_ON, server_metrics_url, worker_metrics_url
+from tests.support.db import query_one
 from tests.support.metrics import scrape, value, wait_for_metric
 from tests.support.runs import start, wait_terminal
 from tests.support.seeding import seed_tenant
@@ -209,12 +210,21 @@ def test_gateway_counts_requests_by_route_and_status_and_open_sse_streams(
 
 
 def test_reaper_redispatches_and_lease_renewals_are_counted(observed_stack):
-    """The server's message goes to a queue nobody reads (a lost message): the
-    worker's reaper sends it again to its own; the slow run renews its lease."""
-    stack = observed_stack(RUNSVC_QUEUE="lost-messages")
+    """The run's message is lost (deleted from the broker's queue before any
+    worker runs): the worker's reaper sends it again; the slow run renews
+    its lease."""
+    stack = observed_stack(RUNSVC_REDISPATCH_SECONDS="0.5")
+    tenant = seed_tenant(stack.database_url, policies=4)
+    stub = stack.stub()
+    run = start(stub, tenant.external_id, "snapshot_capture").run
+    lost = query_one(
+        stack.database_url,
+        "WITH lost AS (DELETE FROM dramatiq.queue WHERE queue_name = %s RETURNING 1) "
+        "SELECT count(*) FROM lost",
+        stack.env["RUNSVC_QUEUE"],
+    )[0]
+    assert lost == 1
     worker = stack.start_worker(
-        RUNSVC_QUEUE="runsvc-observe-reaped",
-        RUNSVC_REDISPATCH_SECONDS="0.5",
         RUNSVC_LEASE_SECONDS="0.9",  # renewed every 0.3 s
         RUNSVC_TENANT_SOURCE="tests.support.scripted_source:create",
         RUNSVC_TEST_SOURCE_DELAY="0.3",  # per call, one item per batch: 1.2 s in all
@@ -222,9 +232,6 @@ def test_reaper_redispatches_and_lease_renewals_are_counted(observed_stack):
         **METRICS_ON,
     )
     worker_url = worker_metrics_url(worker)
-    tenant = seed_tenant(stack.database_url, policies=4)
-    stub = stack.stub()
-    run = start(stub, tenant.external_id, "snapshot_capture").run
     assert wait_terminal(stub, run).status == runs_pb2.RUN_STATUS_SUCCEEDED
     done = wait_for_metric(
         worker_url, lambda s: value(s, "runsvc_runs_finished_total", run_type="snapshot_capture",

@@ -70,7 +70,7 @@ def main(database_url: str) -> None:
     # stored context can link it to the request.
     with ConnectionPool(database_url, min_size=1, max_size=4) as pool:
         finished = Executor(pool, load_source(BUILTIN, pool), settings).execute(run_id)
-    assert finished is not None and finished.status.value == "succeeded", finished
+    assert [(run.id, run.status.value) for run in finished] == [(run_id, "succeeded")], finished
 
     http_server.should_exit = True
     http_thread.join(10)

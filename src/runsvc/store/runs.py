@@ -97,14 +97,7 @@ async def run_insert_or_reuse(
         "trace_context": Jsonb(new.trace_context) if new.trace_context else None,
         "queue": queue,
     }
-    statement = QUERIES["run_insert_or_reuse"]
-    if message is not None:
-        statement = _WITH_MESSAGE
-        params.update(
-            message_queue=message.queue,
-            message_id=message.message_id,
-            message=Jsonb(message.body),
-        )
+    statement = _with_message(params, message, QUERIES["run_insert_or_reuse"], _WITH_MESSAGE)
     for _ in range(_INSERT_ATTEMPTS):
         cur = await conn.execute(statement, params)
         row = await cur.fetchone()
@@ -114,6 +107,19 @@ async def run_insert_or_reuse(
         if row[2] is not None:
             return RunState.from_tuple(row[2:]), row[1]
     raise DedupeRace("could not insert or find the active run")
+
+
+def _with_message(
+    params: dict[str, Any], message: QueuedMessage | None, plain: str, with_message: str
+) -> str:
+    """The statement to run: `with_message` (its message CTE's parameters
+    added to `params`) when there is a message to write, else `plain`."""
+    if message is None:
+        return plain
+    params.update(
+        message_queue=message.queue, message_id=message.message_id, message=Jsonb(message.body)
+    )
+    return with_message
 
 
 def _with_message_cte(statement: str, cte: str) -> str:
@@ -516,14 +522,9 @@ async def run_retry_insert_or_reuse(
         "trace_context": Jsonb(trace_context) if trace_context else None,
         "queue": queue,
     }
-    statement = QUERIES["run_retry_insert_or_reuse"]
-    if message is not None:
-        statement = _RETRY_WITH_MESSAGE
-        params.update(
-            message_queue=message.queue,
-            message_id=message.message_id,
-            message=Jsonb(message.body),
-        )
+    statement = _with_message(
+        params, message, QUERIES["run_retry_insert_or_reuse"], _RETRY_WITH_MESSAGE
+    )
     for _ in range(_INSERT_ATTEMPTS):
         cur = await conn.execute(statement, params)
         row = await cur.fetchone()
