@@ -16,6 +16,7 @@ import grpc
 import pytest
 from tenantpilot.runs.v1 import runs_pb2_grpc
 
+from tests.support import processes
 from tests.support.auth import BearerToken, new_token
 from tests.support.database import admin_url, fresh_database
 from tests.support.processes import ServiceProcess, start_server, start_worker
@@ -27,6 +28,30 @@ pytest_plugins = ["tests.support.graph"]
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # stub()'s default: the stack's own token.
 STACK_TOKEN = object()
+
+
+# How much of each process's log a failing test's report shows.
+LOG_TAIL_LINES = 40
+# How many processes had started when the test's setup began.
+_FIRST_PROCESS = pytest.StashKey[int]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[_FIRST_PROCESS] = len(processes.STARTED)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failing test's report ends with the last lines of the log of every
+    process it started: CI keeps no log files, and a failure under load is
+    often not seen again alone."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    for started in processes.STARTED[item.stash.get(_FIRST_PROCESS, 0) :]:
+        report.sections.append((f"log of {started.log_path.name}", started.tail(LOG_TAIL_LINES)))
 
 
 @pytest.fixture(scope="session")
@@ -167,12 +192,15 @@ def make_stack(
     """Stacks with settings of their own (broker, lease, ...), stopped after the test.
 
     `own_database=True` gives the stack a database of its own: the shared
-    stack's reaper would otherwise adopt runs that a test stages by hand."""
+    stack's reaper would otherwise adopt runs that a test stages by hand.
+    `database=` shares another stack's database (each stack has its queue)."""
     made: list[Stack] = []
     with contextlib.ExitStack() as databases:
 
-        def make(*, own_database: bool = False, **env_overrides: str) -> Stack:
-            url = database_url
+        def make(
+            *, own_database: bool = False, database: str | None = None, **env_overrides: str
+        ) -> Stack:
+            url = database or database_url
             if own_database:
                 url = databases.enter_context(fresh_database(admin_database_url))
             new = Stack(service_env(url, **env_overrides), log_dir)

@@ -16,6 +16,10 @@ from pathlib import Path
 
 READY_TIMEOUT = 60.0
 
+# Every process started, in order: a failing test's report shows the end of
+# the logs of the ones it started (conftest's pytest_runtest_makereport).
+STARTED: list[ServiceProcess] = []
+
 
 class ServiceProcess:
     """A child process whose output goes to a log file that tests can read."""
@@ -33,6 +37,7 @@ class ServiceProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+        STARTED.append(self)
 
     @property
     def pid(self) -> int:
@@ -40,6 +45,9 @@ class ServiceProcess:
 
     def output(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def tail(self, lines: int) -> str:
+        return "\n".join(self.output().splitlines()[-lines:])
 
     def wait_for(self, pattern: str, timeout: float = READY_TIMEOUT) -> re.Match[str]:
         regex = re.compile(pattern)

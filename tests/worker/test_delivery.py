@@ -45,6 +45,18 @@ def test_duplicate_messages_never_execute_a_run_twice(make_stack):
     assert snapshot_count(stack.database_url, tenant.external_id) == 60
 
 
+def lose_message(database_url: str, run_id: str) -> None:
+    """Takes the run's message out of the Postgres broker's queue, unconsumed."""
+    wait_until(
+        lambda: query_one(
+            database_url,
+            "DELETE FROM dramatiq.queue WHERE message->'args'->>0 = %s RETURNING 1",
+            run_id,
+        ),
+        timeout=10,
+    )
+
+
 def test_queued_run_whose_message_was_lost_is_dispatched_again(make_stack):
     stack = make_stack(own_database=True, RUNSVC_REDISPATCH_SECONDS="1")
     stack.start_server()
@@ -52,16 +64,7 @@ def test_queued_run_whose_message_was_lost_is_dispatched_again(make_stack):
     stub = stack.stub()
     run = start(stub, tenant.external_id, "snapshot_capture").run
 
-    # Lose the message: it leaves the Postgres broker's queue unconsumed.
-    def message_gone() -> bool:
-        with_message = query_one(
-            stack.database_url,
-            "DELETE FROM dramatiq.queue WHERE message->'args'->>0 = %s RETURNING 1",
-            run.id,
-        )
-        return with_message is not None
-
-    wait_until(message_gone, timeout=10)
+    lose_message(stack.database_url, run.id)
     assert get(stub, run).status == runs_pb2.RUN_STATUS_QUEUED
 
     stack.start_worker()
@@ -73,6 +76,35 @@ def test_queued_run_whose_message_was_lost_is_dispatched_again(make_stack):
         stack.database_url, "SELECT dispatched_at, dispatch_count FROM runs WHERE id = %s", run.id
     )
     assert dispatched_at is not None and dispatch_count == 0
+
+
+def test_a_lost_message_is_sent_again_on_its_own_queue_only(make_stack):
+    # Two worker pools on separate queues of one database. Each reaper
+    # recovers its own pool's runs: a message sent to the other pool's queue
+    # would reach no worker that may claim the run, and back off its resend.
+    ours = make_stack(own_database=True, RUNSVC_REDISPATCH_SECONDS="1")
+    theirs = make_stack(database=ours.database_url, RUNSVC_REDISPATCH_SECONDS="1")
+    ours.start_server()
+    theirs.start_server()
+    tenant = seed_tenant(ours.database_url, policies=3)
+    our_run = start(ours.stub(), tenant.external_id, "snapshot_capture").run
+    their_run = start(theirs.stub(), tenant.external_id, "snapshot_capture", target="t").run
+    lose_message(ours.database_url, our_run.id)
+    lose_message(ours.database_url, their_run.id)
+
+    # Their reaper recovers their run, which was due with ours...
+    theirs.start_worker()
+    assert wait_terminal(theirs.stub(), their_run).status == runs_pb2.RUN_STATUS_SUCCEEDED
+    # ...and left ours alone: still queued, never sent again.
+    status, dispatched_at = query_one(
+        ours.database_url, "SELECT status, dispatched_at FROM runs WHERE id = %s", our_run.id
+    )
+    assert (status, dispatched_at) == ("queued", None)
+
+    ours.start_worker()
+    final = wait_terminal(ours.stub(), our_run, timeout=30)
+    assert final.status == runs_pb2.RUN_STATUS_SUCCEEDED
+    assert final.counts.succeeded == 3
 
 
 def test_worker_killed_mid_run_loses_nothing(make_stack):

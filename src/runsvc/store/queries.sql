@@ -100,18 +100,22 @@ WHERE id = ANY(%(run_ids)s::uuid[]);
 -- other tenants wait, and runs beyond a tenant's limit stay queued (no
 -- worker thread waits for them). Run in a transaction that holds the claim
 -- lock (runs.run_claim_next), so that two claims never both see a free slot.
+-- Its clock is statement_timestamp(), not now(): now() is when the
+-- transaction began, before it waited for the claim lock: it would date
+-- started_at before the finish of the run whose slot this claim takes,
+-- and shorten the lease by the wait.
 -- The claim resets the dispatch backoff: the run is due again exactly when
 -- its lease runs out. The one place that decides which run a worker takes.
 -- Explicit columns: requested_item_ids (up to 10,000 ids) stays in the row.
 WITH busy AS (
     SELECT tenant_external_id, count(*) AS running
     FROM runs
-    WHERE status = 'running' AND lease_expires_at > now()
+    WHERE status = 'running' AND lease_expires_at > statement_timestamp()
     GROUP BY tenant_external_id
 ), heads AS (
     SELECT DISTINCT ON (tenant_external_id) id, tenant_external_id, created_at
     FROM runs
-    WHERE (status = 'queued' OR (status = 'running' AND lease_expires_at <= now()))
+    WHERE (status = 'queued' OR (status = 'running' AND lease_expires_at <= statement_timestamp()))
       AND (queue IS NULL OR queue = %(queue)s)
     ORDER BY tenant_external_id, created_at, id
 ), chosen AS (
@@ -123,16 +127,16 @@ WITH busy AS (
 )
 UPDATE runs
 SET status = 'running',
-    started_at = coalesce(started_at, now()),
+    started_at = coalesce(started_at, statement_timestamp()),
     lease_owner = %(owner)s,
-    lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
-    dispatch_due_at = now() + make_interval(secs => %(lease_seconds)s),
+    lease_expires_at = statement_timestamp() + make_interval(secs => %(lease_seconds)s),
+    dispatch_due_at = statement_timestamp() + make_interval(secs => %(lease_seconds)s),
     dispatch_count = 0,
     attempts = attempts + 1,
     version = version + 1
 FROM chosen
 WHERE runs.id = chosen.id
-  AND (runs.status = 'queued' OR (runs.status = 'running' AND runs.lease_expires_at <= now()))
+  AND (runs.status = 'queued' OR (runs.status = 'running' AND runs.lease_expires_at <= statement_timestamp()))
 RETURNING runs.id, tenant_external_id, run_type, target_object_id, items_resolved,
           requested_item_ids IS NOT NULL AS items_requested, attempts, total, succeeded,
           failed, cancel_requested_at IS NOT NULL AS cancel_requested, request_id,
@@ -309,10 +313,14 @@ RETURNING id, tenant_external_id, run_type, target_object_id, payload_hash, stat
 -- died or stopped). They are held for `hold` seconds, so that concurrent
 -- reapers do not send them too; the reaper sends first, then records the
 -- send (run_dispatch_sent) or leaves the run due (run_dispatch_due_again).
+-- Runs of the reaper's own queue only, the ones its workers may claim
+-- (run_claim_next): a reaper of another pool on the same database would
+-- send the message where no worker takes the run, and back off its resend.
 WITH due AS (
     SELECT id FROM runs
-    WHERE (status = 'queued' AND dispatch_due_at <= now())
-       OR (status = 'running' AND lease_expires_at <= now() AND dispatch_due_at <= now())
+    WHERE ((status = 'queued' AND dispatch_due_at <= now())
+           OR (status = 'running' AND lease_expires_at <= now() AND dispatch_due_at <= now()))
+      AND (queue IS NULL OR queue = %(queue)s)
     ORDER BY dispatch_due_at
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED

@@ -393,8 +393,9 @@ def run_finish(
     return Run.from_row(row) if row else None
 
 
-def run_dispatch_take(conn: Connection, *, limit: int, hold: float) -> list[uuid.UUID]:
-    rows = conn.execute(QUERIES["run_dispatch_take"], {"limit": limit, "hold": hold}).fetchall()
+def run_dispatch_take(conn: Connection, *, limit: int, hold: float, queue: str) -> list[uuid.UUID]:
+    params = {"limit": limit, "hold": hold, "queue": queue}
+    rows = conn.execute(QUERIES["run_dispatch_take"], params).fetchall()
     return [run_id for (run_id,) in rows]
 
 

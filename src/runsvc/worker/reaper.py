@@ -1,7 +1,8 @@
 """Sends the message again for runs that nobody is executing: queued past
 their dispatch time (the message was lost) or running with an expired lease
-(the worker died or stopped). Runs in every worker process. It sends first
-and records after: a failed send leaves the run due for the next pass."""
+(the worker died or stopped), of its worker's queue. Runs in every worker
+process. It sends first and records after: a failed send leaves the run due
+for the next pass."""
 
 from __future__ import annotations
 
@@ -57,7 +58,9 @@ class Reaper(threading.Thread):
             # while this one sends; a reaper that dies mid-pass delays them
             # by no more than that.
             with self._pool.connection() as conn:
-                run_ids = store.run_dispatch_take(conn, limit=BATCH, hold=2 * self._interval)
+                run_ids = store.run_dispatch_take(
+                    conn, limit=BATCH, hold=2 * self._interval, queue=self._dispatcher.queue_name
+                )
             if not run_ids:
                 break
             delivered, undelivered = self._send(run_ids)
