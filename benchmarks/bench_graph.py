@@ -272,9 +272,9 @@ def run(
         "worker",
         [sys.executable, "-m", "runsvc.cli", "worker", "--processes", str(args.processes),
          "--threads", str(threads)],
-        env,
+        {**env, "RUNSVC_LOG_LEVEL": "INFO"},  # for its "worker ready" lines
     )  # fmt: skip
-    wait_for_text(worker_log, "Worker process is ready for action", count=args.processes)
+    wait_for_text(worker_log, "worker ready", count=args.processes)
     workers = tree(worker.pid)
     idle_rss = rss_mib(workers)
     emulator_tree = tree(emulator.pid)

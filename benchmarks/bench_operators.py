@@ -294,9 +294,11 @@ def bench_cancel(database_url: str, log_dir: Path, token: str, items: int) -> No
         server = Process(["serve", "--grpc-addr", "127.0.0.1:0"], env, log_dir / "cs.log")
         stack.callback(server.stop)
         target = server.wait_for(r"listening on (\S+:\d+)")[1]
-        worker = Process(["worker", "--threads", "1"], env, log_dir / "cw.log")
+        # At INFO for its "worker ready" line.
+        worker_env = {**env, "RUNSVC_LOG_LEVEL": "INFO"}
+        worker = Process(["worker", "--threads", "1"], worker_env, log_dir / "cw.log")
         stack.callback(worker.stop)
-        worker.wait_for(r"Worker process is ready for action")
+        worker.wait_for(r"worker ready")
         channel = grpc.intercept_channel(grpc.insecure_channel(target), Bearer(token))
         stub = runs_pb2_grpc.RunServiceStub(channel)
         run = stub.StartRun(
