@@ -83,6 +83,10 @@ def test_stopped_worker_gives_its_run_to_another(make_stack, how):
 def test_ten_stops_in_a_row_do_not_exhaust_the_attempts(make_stack):
     # RUNSVC_MAX_ATTEMPTS stays at its default (5). Each worker boots while
     # the one before it works, then that one is stopped: a rolling deploy.
+    # The deploy's workers go at 8 items/s, so that the run outlasts ten
+    # steps however slowly workers boot and stop (2,000 items: over 4
+    # minutes); the last worker finishes it fast.
+    policies = 2000
     stack = make_stack(
         own_database=True,
         RUNSVC_TENANT_SOURCE=SCRIPTED,
@@ -90,14 +94,17 @@ def test_ten_stops_in_a_row_do_not_exhaust_the_attempts(make_stack):
         RUNSVC_BATCH_SIZE="2",
     )
     stack.start_server()
-    tenant = seed_tenant(stack.database_url, policies=320)
+    tenant = seed_tenant(stack.database_url, policies=policies)
     stub = stack.stub()
     run = start(stub, tenant.external_id, "snapshot_capture").run
     working = stack.start_worker(threads=1)
     wait_until(lambda: get(stub, run).counts.succeeded > 0)
     stopped = []
     for round_ in range(10):
-        next_worker = stack.start_worker(threads=1)
+        last = round_ == 9
+        next_worker = stack.start_worker(
+            threads=1, **({"RUNSVC_TEST_SOURCE_DELAY": "0.005"} if last else {})
+        )
         owner = lease_owner(stack.database_url, run.id)
         if round_ % 2:
             working.signal_group(signal.SIGTERM)
@@ -116,9 +123,10 @@ def test_ten_stops_in_a_row_do_not_exhaust_the_attempts(make_stack):
 
     final = wait_terminal(stub, run, timeout=120)
     assert final.status == runs_pb2.RUN_STATUS_SUCCEEDED
-    assert (final.counts.total, final.counts.succeeded, final.counts.failed) == (320, 320, 0)
+    counts = (final.counts.total, final.counts.succeeded, final.counts.failed)
+    assert counts == (policies, policies, 0)
     book = run_bookkeeping(stack.database_url, run.id)
-    assert book["outcomes"] == {"succeeded": 320}
+    assert book["outcomes"] == {"succeeded": policies}
     assert book["attempts"] == 1
     for worker in stopped:
         assert worker.output().count("given back: this worker is stopping") == 1
