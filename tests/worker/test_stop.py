@@ -48,17 +48,19 @@ def send_stop(worker, how: str) -> None:
 
 @pytest.mark.parametrize("how", ["main-sigterm", "group-sigterm", "group-sigint"])
 def test_stopped_worker_gives_its_run_to_another(make_stack, how):
+    # 25 items/s: 600 items outlast the second worker's boot on a loaded machine.
+    policies = 600
     stack = slow_stack(make_stack)
     stack.start_server()
     first = stack.start_worker(threads=1)
-    tenant = seed_tenant(stack.database_url, policies=150)
+    tenant = seed_tenant(stack.database_url, policies=policies)
     stub = stack.stub()
     run = start(stub, tenant.external_id, "snapshot_capture").run
     wait_until(lambda: get(stub, run).counts.succeeded >= 10)
     owner = lease_owner(stack.database_url, run.id)
     assert owner is not None and f":{os.getpid()}:" not in owner
     second = stack.start_worker(threads=1)
-    assert get(stub, run).counts.succeeded < 150, "the run must still be in progress"
+    assert get(stub, run).counts.succeeded < policies, "the run must still be in progress"
 
     signalled = time.monotonic()
     send_stop(first, how)
@@ -71,11 +73,12 @@ def test_stopped_worker_gives_its_run_to_another(make_stack, how):
 
     final = wait_terminal(stub, run, timeout=90)
     assert final.status == runs_pb2.RUN_STATUS_SUCCEEDED
-    assert (final.counts.total, final.counts.succeeded, final.counts.failed) == (150, 150, 0)
+    counts = (final.counts.total, final.counts.succeeded, final.counts.failed)
+    assert counts == (policies, policies, 0)
     book = run_bookkeeping(stack.database_url, run.id)
-    assert book["outcomes"] == {"succeeded": 150}
+    assert book["outcomes"] == {"succeeded": policies}
     assert book["attempts"] == 1, "a cooperative stop is not a failed attempt"
-    assert snapshot_count(stack.database_url, tenant.external_id) == 150
+    assert snapshot_count(stack.database_url, tenant.external_id) == policies
     assert "Killing worker process" not in first.output()
     second.stop()
 
