@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from datetime import UTC, datetime
 
@@ -20,6 +19,7 @@ from runsvc.tenants import add_tenant
 from tests.gateway.contract_check import assert_record
 from tests.gateway.sse import events
 from tests.support.runs import get, start
+from tests.support.waiting import wait_until
 
 
 def staged_running_run(idle_stack, stub) -> tuple[runs_pb2.RunRecord, str]:
@@ -71,10 +71,11 @@ def test_a_pause_shows_on_the_run_over_grpc_and_http(idle_stack, idle_gateway):
     throttled = get(stub, run)
     until = throttled.tenant_throttled_until.ToDatetime(tzinfo=UTC)
     assert 28 < (until - datetime.now(UTC)).total_seconds() <= 30
-    deadline = time.monotonic() + 10
-    while not any(r.HasField("tenant_throttled_until") for r in seen):
-        assert time.monotonic() < deadline, "the watcher never saw the pause"
-        time.sleep(0.02)
+    wait_until(
+        lambda: any(r.HasField("tenant_throttled_until") for r in seen),
+        timeout=10,
+        what="the watcher never saw the pause",
+    )
 
     with idle_gateway.client() as http:
         path = f"/admin/t/{run.tenant_external_id}/runs/{run.type}/{run.id}"

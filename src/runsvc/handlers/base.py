@@ -91,10 +91,6 @@ class RunContext:
         return target
 
 
-def source_failure(result: ItemFailure) -> ItemResult:
-    return ItemResult.failed(result.code)
-
-
 class RunHandler(ABC):
     run_type: ClassVar[RunType]
     # Whether fetch writes to the tenant (then no batch is fetched ahead).

@@ -4,9 +4,9 @@ snapshots of a backup set's items against the live policies."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from psycopg import Connection
 
@@ -85,6 +85,20 @@ class _BackupSetHandler(RunHandler):
         return compared
 
 
+Row = TypeVar("Row")
+
+
+def item_results(
+    item_ids: list[str],
+    rows: dict[str, Row],
+    failed: dict[str, ItemResult],
+    result_of: Callable[[Row], ItemResult],
+) -> list[ItemResult]:
+    """Each item's result, in order: from its row, or the failure found
+    while comparing it (no row was written for it)."""
+    return [result_of(rows[i]) if i in rows else failed[i] for i in item_ids]
+
+
 @dataclass(slots=True)
 class Preview:
     compared: Compared
@@ -112,20 +126,16 @@ class RestorePreview(_BackupSetHandler):
     ) -> list[ItemResult]:
         rows = [fetched.rows[i] for i in item_ids if i in fetched.rows]
         domain.restore_preview_record_many(conn, ctx.run_id, rows)
-        results = []
-        for item_id in item_ids:
-            row = fetched.rows.get(item_id)
-            if row is None:
-                results.append(fetched.compared.failed[item_id])
-            else:
-                results.append(
-                    ItemResult.ok(
-                        policyId=row.item.policy.policy_id,
-                        action=row.action,
-                        changedKeys=row.changed_keys,
-                    )
-                )
-        return results
+        return item_results(
+            item_ids,
+            fetched.rows,
+            fetched.compared.failed,
+            lambda row: ItemResult.ok(
+                policyId=row.item.policy.policy_id,
+                action=row.action,
+                changedKeys=row.changed_keys,
+            ),
+        )
 
 
 @dataclass(slots=True)
@@ -170,17 +180,11 @@ class RestoreExecute(_BackupSetHandler):
     ) -> list[ItemResult]:
         rows = [fetched.rows[i] for i in item_ids if i in fetched.rows]
         domain.restore_result_record_many(conn, ctx.run_id, rows)
-        results = []
-        for item_id in item_ids:
-            row = fetched.rows.get(item_id)
-            if row is None:
-                results.append(fetched.compared.failed[item_id])
-            elif row.outcome == "rejected":
-                results.append(
-                    ItemResult.failed(row.error_code or "", policyId=row.item.policy.policy_id)
-                )
-            else:
-                results.append(
-                    ItemResult.ok(policyId=row.item.policy.policy_id, outcome=row.outcome)
-                )
-        return results
+
+        def result_of(row: ResultRow) -> ItemResult:
+            policy_id = row.item.policy.policy_id
+            if row.outcome == "rejected":
+                return ItemResult.failed(row.error_code or "", policyId=policy_id)
+            return ItemResult.ok(policyId=policy_id, outcome=row.outcome)
+
+        return item_results(item_ids, fetched.rows, fetched.compared.failed, result_of)

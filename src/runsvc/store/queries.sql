@@ -272,11 +272,6 @@ WHERE run_id = %(run_id)s AND outcome = 'failed'
 GROUP BY error_code
 ORDER BY error_code;
 
--- name: run_items_list
-SELECT position, item_id, outcome, error_code, detail FROM run_items
-WHERE run_id = %(run_id)s
-ORDER BY position;
-
 -- name: run_record_progress
 -- Adds a batch's outcomes to the counts: one version and one notification
 -- per batch, not per item. The owner fence of every batch transaction: no

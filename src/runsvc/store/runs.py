@@ -342,12 +342,6 @@ def run_items_failed_summary(
     return ids, codes
 
 
-def run_items_list(conn: Connection, run_id: uuid.UUID) -> list[dict[str, Any]]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(QUERIES["run_items_list"], {"run_id": run_id})
-        return cur.fetchall()
-
-
 def run_record_progress(
     conn: Connection,
     run_id: uuid.UUID,

@@ -20,6 +20,7 @@ from runsvc.source.graph.errors import GraphRefused, GraphThrottled, GraphUnavai
 from runsvc.source.graph.settings import Budget, GraphSettings, load_certificate
 from tests.support.db import query_one
 from tests.support.graph import CLIENT_ID, device_configuration
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -112,10 +113,9 @@ def test_throttling_without_a_named_time_backs_off_then_succeeds(graph, pool, ki
     threading.Thread(target=call, daemon=True).start()
     if kind == "503":
         # Let some 503s happen, then Graph recovers.
-        deadline = time.monotonic() + 10
-        while not any(c.status == 503 for c in graph.state.call_log(tenant_id)):
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
+        wait_until(
+            lambda: any(c.status == 503 for c in graph.state.call_log(tenant_id)), timeout=10
+        )
         graph.state.configure(unavailable_ratio=0.0)
     assert done.wait(30)
     client.close()
@@ -151,11 +151,12 @@ def test_a_token_is_refreshed_before_it_expires(graph, pool):
     graph.state.configure(token_lifetime=303)
     tenant_id, ids = seeded(graph, 1)
     client = GraphClient(graph.settings(), pool)
-    deadline = time.monotonic() + 20
-    while graph.state.tokens_issued[tenant_id] < 2:
-        assert time.monotonic() < deadline, "no new token"
+
+    def renewed() -> bool:
         client.batch(tenant_id, "v1.0", gets(ids), deadline=later())
-        time.sleep(0.2)
+        return graph.state.tokens_issued[tenant_id] >= 2
+
+    wait_until(renewed, timeout=20, interval=0.2, what="no new token")
     client.close()
     assert 401 not in {c.status for c in graph.state.call_log(tenant_id)}
 
