@@ -9,6 +9,8 @@ import logging
 import uuid
 
 import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from tenantpilot.runs.v1 import runs_pb2
 
 from runsvc_observe.logging import configure_logging, log_context
@@ -122,14 +124,14 @@ def test_grpc_callers_get_the_request_id_back(make_stack):
         metadata=(("x-request-id", "caller-chosen-1"),),
         timeout=10,
     )
-    assert ("x-request-id", "caller-chosen-1") in call[1].initial_metadata()
+    assert ("x-request-id", "caller-chosen-1") in call[1].trailing_metadata()
     made = stub.GetRun.with_call(
         runs_pb2.GetRunRequest(
             tenant_external_id=tenant.external_id, run_type=run.type, run_id=run.id
         ),
         timeout=10,
     )[1]
-    assert dict(made.initial_metadata())["x-request-id"]
+    assert dict(made.trailing_metadata())["x-request-id"]
     # A refused call carries it too, and its log line has it.
     try:
         stack.stub(token=None).GetRun(
@@ -139,6 +141,25 @@ def test_grpc_callers_get_the_request_id_back(make_stack):
         )
     except grpc.RpcError as refused:
         assert refused.code() == grpc.StatusCode.UNAUTHENTICATED
+        assert dict(refused.trailing_metadata())["x-request-id"] == "refused-call-7"
+    else:
+        raise AssertionError("a call without a token was served")
+    # An invalid request keeps both its field violations and the request id.
+    try:
+        stub.GetRun(
+            runs_pb2.GetRunRequest(tenant_external_id=tenant.external_id, run_type=run.type),
+            metadata=(("x-request-id", "invalid-call-8"),),
+            timeout=10,
+        )
+    except grpc.RpcError as invalid:
+        assert invalid.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert dict(invalid.trailing_metadata())["x-request-id"] == "invalid-call-8"
+        (detail,) = rpc_status.from_call(invalid).details
+        bad_request = error_details_pb2.BadRequest()
+        assert detail.Unpack(bad_request)
+        assert [v.field for v in bad_request.field_violations] == ["run_id"]
+    else:
+        raise AssertionError("a GetRun without a run id was served")
     assert get(stub, run).id == run.id
     refusals = [line for line in stack.server.output().splitlines() if "refused-call-7" in line]
     assert refusals and "refused /tenantpilot.runs.v1.RunService/GetRun" in refusals[0]

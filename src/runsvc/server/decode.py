@@ -40,6 +40,10 @@ class DecodeInterceptor(grpc.aio.ServerInterceptor):
     """Outermost interceptor: turns an unparsable request into INVALID_ARGUMENT
     before any other interceptor or the servicer sees it."""
 
+    def __init__(self) -> None:
+        # The tolerant handler of each method, made once.
+        self._tolerant: dict[str, grpc.RpcMethodHandler] = {}
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -49,36 +53,43 @@ class DecodeInterceptor(grpc.aio.ServerInterceptor):
         if handler is None or handler.request_streaming:
             return handler
         method = handler_call_details.method
-        deserializer = _tolerant(handler.request_deserializer)
+        tolerant = self._tolerant.get(method)
+        if tolerant is None:
+            tolerant = self._tolerant[method] = _tolerant_handler(method, handler)
+        return tolerant
 
-        async def refuse(context: grpc.aio.ServicerContext) -> None:
-            log.info("refused %s: the request message does not parse", method)
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, MESSAGE)
 
-        if handler.unary_unary is not None:
-            behaviour = handler.unary_unary
+def _tolerant_handler(method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    deserializer = _tolerant(handler.request_deserializer)
 
-            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                if request is _UNPARSABLE:
-                    await refuse(context)
-                return await behaviour(request, context)
+    async def refuse(context: grpc.aio.ServicerContext) -> None:
+        log.info("refused %s: the request message does not parse", method)
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, MESSAGE)
 
-            return grpc.unary_unary_rpc_method_handler(
-                unary,
-                request_deserializer=deserializer,
-                response_serializer=handler.response_serializer,
-            )
+    if handler.unary_unary is not None:
+        behaviour = handler.unary_unary
 
-        stream_behaviour = handler.unary_stream
-
-        async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             if request is _UNPARSABLE:
                 await refuse(context)
-            async for response in stream_behaviour(request, context):
-                yield response
+            return await behaviour(request, context)
 
-        return grpc.unary_stream_rpc_method_handler(
-            stream,
+        return grpc.unary_unary_rpc_method_handler(
+            unary,
             request_deserializer=deserializer,
             response_serializer=handler.response_serializer,
         )
+
+    stream_behaviour = handler.unary_stream
+
+    async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        if request is _UNPARSABLE:
+            await refuse(context)
+        async for response in stream_behaviour(request, context):
+            yield response
+
+    return grpc.unary_stream_rpc_method_handler(
+        stream,
+        request_deserializer=deserializer,
+        response_serializer=handler.response_serializer,
+    )

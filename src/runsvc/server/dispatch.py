@@ -43,7 +43,7 @@ class TransactionalDispatch:
     commit would serialise those commits on Postgres' notification queue)."""
 
     def __init__(
-        self, queue_name: str, pool: AsyncConnectionPool, *, coalesce_seconds: float = 0.002
+        self, queue_name: str, pool: AsyncConnectionPool, *, coalesce_seconds: float = 0.02
     ) -> None:
         self.queue_name = queue_name
         self._channel = f"dramatiq.{queue_name}.enqueue"

@@ -28,8 +28,12 @@ async def abort_invalid(context: grpc.aio.ServicerContext, error: InvalidArgumen
     )
     detail = any_pb2.Any()
     detail.Pack(bad_request)
-    status = status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(error), details=[detail])
-    await context.abort_with_status(rpc_status.to_status(status))
+    status = rpc_status.to_status(
+        status_pb2.Status(code=code_pb2.INVALID_ARGUMENT, message=str(error), details=[detail])
+    )
+    # The details join the trailers already set (the request id), not replace them.
+    trailers = (*context.trailing_metadata(), *status.trailing_metadata)
+    await context.abort(status.code, status.details, trailers)
 
 
 @contextlib.asynccontextmanager
