@@ -1,14 +1,16 @@
-"""The gRPC server's observing interceptor, outermost of all: per RPC it
-takes the caller's `x-request-id` (or makes one), echoes it in the response
-trailers, puts it in the log context of everything the RPC logs, and — with
-metrics on — counts the RPC started and handled by code and times it."""
+"""What the gRPC server observes of every RPC, the outermost of its steps
+(runsvc.server.calls): per RPC it takes the caller's `x-request-id` (or
+makes one), echoes it in the response trailers, puts it in the log context
+of everything the RPC logs, and — with metrics on — counts the RPC started
+and handled by code and times it."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -16,8 +18,6 @@ import grpc
 from runsvc.observe.metrics import server as metrics
 from runsvc_observe import request_id
 from runsvc_observe.logging import bind
-
-Behaviour = Callable[[Any, grpc.aio.ServicerContext], Any]
 
 
 class _Method:
@@ -51,49 +51,24 @@ def _caller_request_id(metadata: Any) -> str:
     return request_id.new()
 
 
-class ObserveInterceptor(grpc.aio.ServerInterceptor):
+class Observer:
+    """What observing needs of each method, resolved once per method."""
+
     def __init__(self, *, with_metrics: bool) -> None:
         self._with_metrics = with_metrics
-        # The observed handler of each method, made once: the request id is
-        # read from each call's own context, so nothing is built per call.
-        self._observed: dict[str, grpc.RpcMethodHandler] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        full_method = handler_call_details.method
-        observed = self._observed.get(full_method)
-        if observed is None:
-            observed = self._observed[full_method] = self._observe(full_method, handler)
-        return observed
-
-    def _observe(self, full_method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        def method(grpc_type: str) -> _Method | None:
-            return _Method(full_method, grpc_type) if self._with_metrics else None
-
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _observe_unary(handler.unary_unary, method("unary")),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _observe_stream(handler.unary_stream, method("server_stream")),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler  # no client-streaming methods exist (the auth interceptor refuses them)
+    def method(
+        self, full_method: str, grpc_type: str
+    ) -> Callable[[grpc.aio.ServicerContext], contextlib.AbstractAsyncContextManager[None]]:
+        """`observing(context)` for the calls of one method (grpc_type is
+        "unary" or "server_stream", the label of the metrics)."""
+        method = _Method(full_method, grpc_type) if self._with_metrics else None
+        return functools.partial(observing, method=method)
 
 
 @contextlib.asynccontextmanager
-async def _observing(
-    context: grpc.aio.ServicerContext, method: _Method | None
+async def observing(
+    context: grpc.aio.ServicerContext, *, method: _Method | None
 ) -> AsyncIterator[None]:
     """One RPC from its start to its status: the request id in its log
     context and response trailers, and with metrics on its count and time.
@@ -120,20 +95,3 @@ async def _observing(
         if method is not None:
             method.seconds.observe(time.perf_counter() - started)
             method.handled(code).inc()
-
-
-def _observe_unary(behaviour: Behaviour, method: _Method | None) -> Behaviour:
-    async def observed(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        async with _observing(context, method):
-            return await behaviour(request, context)
-
-    return observed
-
-
-def _observe_stream(behaviour: Behaviour, method: _Method | None) -> Behaviour:
-    async def observed(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        async with _observing(context, method):
-            async for response in behaviour(request, context):
-                yield response
-
-    return observed

@@ -1,10 +1,10 @@
-"""Authentication and authorisation of every RPC, in one interceptor.
+"""Authentication and authorisation of every RPC, one check per method.
 
 Callers send `authorization: Bearer <token>`. Health and reflection are
 open; every other method needs a token whose role allows the method and
 whose grants include the request's tenant (the tenant is in the request
-message, so the interceptor wraps the method handler and checks the
-deserialised request before the servicer, or the stream, starts).
+message, so the check runs on the deserialised request before the
+servicer, or the stream, starts: runsvc.server.calls).
 
     no / malformed / unknown / revoked token -> UNAUTHENTICATED
     tenant not granted, role too weak        -> PERMISSION_DENIED
@@ -66,7 +66,7 @@ _principal: contextvars.ContextVar[Principal | None] = contextvars.ContextVar(
 
 
 def current_principal() -> Principal | None:
-    """The caller of the RPC being served (set by AuthInterceptor)."""
+    """The caller of the RPC being served (set by the method's check)."""
     return _principal.get()
 
 
@@ -143,49 +143,23 @@ def bearer_token(metadata: Any) -> str | None:
     return token or None
 
 
-Behaviour = Callable[[Any, grpc.aio.ServicerContext], Any]
+Check = Callable[[Any, grpc.aio.ServicerContext], Awaitable[None]]
 
 
-class AuthInterceptor(grpc.aio.ServerInterceptor):
+class AuthGuard:
+    """The check of each method, made once (runsvc.server.calls runs it on
+    the deserialised request before the servicer, or the stream, starts)."""
+
     def __init__(self, authenticator: Authenticator) -> None:
         self._authenticator = authenticator
-        # The guarded handler of each method, made once: the guard reads the
-        # call's metadata from its context, so nothing is built per call.
-        self._guarded: dict[str, grpc.RpcMethodHandler] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(handler_call_details)
-        method = handler_call_details.method
-        if handler is None or method.startswith(PUBLIC_PREFIXES):
-            return handler
-        guarded = self._guarded.get(method)
-        if guarded is None:
-            guarded = self._guarded[method] = self._guard(method, handler)
-        return guarded
+    def check_for(self, method: str) -> Check | None:
+        """The method's check; None for the public services."""
+        if method.startswith(PUBLIC_PREFIXES):
+            return None
+        return self._checker(method)
 
-    def _guard(self, method: str, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        check = self._checker(method)
-        if handler.unary_unary is not None:
-            return grpc.unary_unary_rpc_method_handler(
-                _guard_unary(handler.unary_unary, check),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream is not None:
-            return grpc.unary_stream_rpc_method_handler(
-                _guard_stream(handler.unary_stream, check),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        # Client-streaming methods carry their tenant in later messages; none
-        # exist, and none is let through unchecked.
-        return _refuse_all(handler)
-
-    def _checker(self, method: str) -> Callable[[Any, grpc.aio.ServicerContext], Awaitable[None]]:
+    def _checker(self, method: str) -> Check:
         needed = METHOD_ROLES.get(method)
 
         async def check(request: Any, context: grpc.aio.ServicerContext) -> None:
@@ -233,28 +207,10 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):
         return check
 
 
-def _guard_unary(
-    behaviour: Behaviour, check: Callable[[Any, grpc.aio.ServicerContext], Awaitable[None]]
-) -> Behaviour:
-    async def guarded(request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await check(request, context)
-        return await behaviour(request, context)
+def refuse_all(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
+    """Client-streaming methods carry their tenant in later messages; none
+    exist, and none is let through unchecked."""
 
-    return guarded
-
-
-def _guard_stream(
-    behaviour: Behaviour, check: Callable[[Any, grpc.aio.ServicerContext], Awaitable[None]]
-) -> Behaviour:
-    async def guarded(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        await check(request, context)  # before the first message: the stream never opens
-        async for response in behaviour(request, context):
-            yield response
-
-    return guarded
-
-
-def _refuse_all(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     async def refuse(request: Any, context: grpc.aio.ServicerContext) -> None:
         await context.abort(grpc.StatusCode.PERMISSION_DENIED, "this method is not available")
 
