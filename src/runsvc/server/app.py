@@ -141,8 +141,9 @@ async def start_server(
         cache_seconds=settings.auth_cache_seconds,
         touch_seconds=settings.auth_touch_seconds,
     )
-    # The trace span first (with OTEL_* set), then every call's steps:
-    # observing, unparsable requests refused, authentication.
+    # Every call's steps (observing, unparsable requests refused,
+    # authentication), then the trace span (with OTEL_* set): inside the
+    # steps, as the servicer's own streams are what the span wraps.
     tracing: list[grpc.aio.ServerInterceptor] = []
     if tracing_enabled():
         from opentelemetry.instrumentation.grpc import aio_server_interceptor
@@ -150,11 +151,11 @@ async def start_server(
         tracing.append(aio_server_interceptor())
     server = grpc.aio.server(
         interceptors=[
-            *tracing,
             CallSteps(
                 Observer(with_metrics=settings.metrics_addr is not None),
                 AuthGuard(authenticator),
             ),
+            *tracing,
             *interceptors,
         ],
         options=server_options(settings),
