@@ -10,7 +10,8 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
+from types import TracebackType
 from typing import Any
 
 import grpc
@@ -63,35 +64,46 @@ class Observer:
         """`observing(context)` for the calls of one method (grpc_type is
         "unary" or "server_stream", the label of the metrics)."""
         method = _Method(full_method, grpc_type) if self._with_metrics else None
-        return functools.partial(observing, method=method)
+        return functools.partial(_Observing, method=method)
 
 
-@contextlib.asynccontextmanager
-async def observing(
-    context: grpc.aio.ServicerContext, *, method: _Method | None
-) -> AsyncIterator[None]:
+class _Observing:
     """One RPC from its start to its status: the request id in its log
     context and response trailers, and with metrics on its count and time.
     Trailers, not headers: grpc.aio sends headers set by the handler as a
     write of their own (a tenth of a millisecond per call), while trailers
-    go with the status, which every call sends anyway."""
-    rid = _caller_request_id(context.invocation_metadata())
-    bind(request_id=rid)  # this RPC's task only
-    context.set_trailing_metadata(((request_id.HEADER, rid),))
-    if method is not None:
-        method.started.inc()
-    started = time.perf_counter()
-    code = grpc.StatusCode.UNKNOWN.name
-    try:
-        yield
-        code = _code_name(context, grpc.StatusCode.OK)
-    except (asyncio.CancelledError, GeneratorExit):  # the caller went away
-        code = grpc.StatusCode.CANCELLED.name
-        raise
-    except BaseException:  # an abort (its code is on the context) or a crash
-        code = _code_name(context, grpc.StatusCode.UNKNOWN)
-        raise
-    finally:
-        if method is not None:
-            method.seconds.observe(time.perf_counter() - started)
-            method.handled(code).inc()
+    go with the status, which every call sends anyway. A class rather than a
+    generator-based context manager: every open stream holds one."""
+
+    __slots__ = ("_context", "_method", "_started")
+
+    def __init__(self, context: grpc.aio.ServicerContext, method: _Method | None) -> None:
+        self._context = context
+        self._method = method
+        self._started = 0.0
+
+    async def __aenter__(self) -> None:
+        rid = _caller_request_id(self._context.invocation_metadata())
+        bind(request_id=rid)  # this RPC's task only
+        self._context.set_trailing_metadata(((request_id.HEADER, rid),))
+        if self._method is not None:
+            self._method.started.inc()
+        self._started = time.perf_counter()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        method = self._method
+        if method is None:
+            return
+        if error is None:
+            code = _code_name(self._context, grpc.StatusCode.OK)
+        elif isinstance(error, (asyncio.CancelledError, GeneratorExit)):  # the caller went away
+            code = grpc.StatusCode.CANCELLED.name
+        else:  # an abort (its code is on the context) or a crash
+            code = _code_name(self._context, grpc.StatusCode.UNKNOWN)
+        method.seconds.observe(time.perf_counter() - self._started)
+        method.handled(code).inc()

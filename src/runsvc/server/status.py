@@ -3,9 +3,8 @@ safe message (and google.rpc.BadRequest details for invalid arguments)."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import AsyncIterator
+from types import TracebackType
 
 import grpc
 from google.protobuf import any_pb2
@@ -36,17 +35,38 @@ async def abort_invalid(context: grpc.aio.ServicerContext, error: InvalidArgumen
     await context.abort(status.code, status.details, trailers)
 
 
-@contextlib.asynccontextmanager
-async def status_from_errors(context: grpc.aio.ServicerContext) -> AsyncIterator[None]:
+class _StatusFromErrors:
+    """A class, not a generator-based context manager: one is entered per
+    call and held by every open stream, so it keeps no generator frame."""
+
+    __slots__ = ("_context",)
+
+    def __init__(self, context: grpc.aio.ServicerContext) -> None:
+        self._context = context
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        if error is None or not isinstance(error, Exception):
+            return False  # no error, or a cancellation: as it is
+        if isinstance(error, InvalidArgument):
+            await abort_invalid(self._context, error)
+        elif isinstance(error, StoreUnavailable):
+            await self._context.abort(
+                grpc.StatusCode.UNAVAILABLE, "the run store is unavailable; retry"
+            )
+        elif not isinstance(error, grpc.aio.AbortError):
+            log.error("unexpected error: %s", describe_exception(error))
+            await self._context.abort(grpc.StatusCode.INTERNAL, "internal error")
+        return False  # an abort raised above replaces the error
+
+
+def status_from_errors(context: grpc.aio.ServicerContext) -> _StatusFromErrors:
     """Maps what a servicer method raises to a status, once for all methods."""
-    try:
-        yield
-    except InvalidArgument as error:
-        await abort_invalid(context, error)
-    except StoreUnavailable:
-        await context.abort(grpc.StatusCode.UNAVAILABLE, "the run store is unavailable; retry")
-    except grpc.aio.AbortError:
-        raise
-    except Exception as exc:
-        log.error("unexpected error: %s", describe_exception(exc))
-        await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+    return _StatusFromErrors(context)

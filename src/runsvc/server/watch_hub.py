@@ -18,7 +18,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -125,6 +125,27 @@ class Watcher:
         return self.latest
 
 
+class _Watching:
+    """One stream's registration with the hub, as a context manager. A class
+    rather than a generator: every open stream holds one."""
+
+    __slots__ = ("_hub", "_run_id", "_watcher")
+
+    def __init__(self, hub: WatchHub, run_id: uuid.UUID) -> None:
+        self._hub = hub
+        self._run_id = run_id
+        self._watcher: Watcher | None = None
+
+    async def __aenter__(self) -> Watcher:
+        self._watcher = self._hub._register(self._run_id)
+        return self._watcher
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._watcher is not None:
+            self._hub._unregister(self._run_id, self._watcher)
+            self._watcher = None
+
+
 class WatchHub:
     def __init__(
         self,
@@ -167,23 +188,26 @@ class WatchHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    @contextlib.asynccontextmanager
-    async def watch(self, run_id: uuid.UUID) -> AsyncIterator[Watcher]:
-        """Registers a watcher and asks for the run's current state, read
-        after the registration, so that no change in between is missed."""
+    def watch(self, run_id: uuid.UUID) -> _Watching:
+        """`async with hub.watch(run_id) as watcher`: registers a watcher and
+        asks for the run's current state, read after the registration, so
+        that no change in between is missed."""
+        return _Watching(self, run_id)
+
+    def _register(self, run_id: uuid.UUID) -> Watcher:
         watcher = Watcher()
         self._watchers.setdefault(run_id, set()).add(watcher)
         self.watcher_count += 1
         self._mark_dirty({run_id})
-        try:
-            yield watcher
-        finally:
-            self.watcher_count -= 1
-            watchers = self._watchers.get(run_id)
-            if watchers is not None:
-                watchers.discard(watcher)
-                if not watchers:
-                    del self._watchers[run_id]
+        return watcher
+
+    def _unregister(self, run_id: uuid.UUID, watcher: Watcher) -> None:
+        self.watcher_count -= 1
+        watchers = self._watchers.get(run_id)
+        if watchers is not None:
+            watchers.discard(watcher)
+            if not watchers:
+                del self._watchers[run_id]
 
     def _mark_dirty(self, run_ids: set[uuid.UUID]) -> None:
         self._dirty |= run_ids
