@@ -160,6 +160,19 @@ def test_grpc_callers_get_the_request_id_back(make_stack):
         assert [v.field for v in bad_request.field_violations] == ["run_id"]
     else:
         raise AssertionError("a GetRun without a run id was served")
+    # A stream's trailers carry it as well.
+    watch = stub.WatchRun(
+        runs_pb2.WatchRunRequest(tenant_external_id=tenant.external_id, run_type=run.type),
+        metadata=(("x-request-id", "stream-call-9"),),
+        timeout=10,
+    )
+    try:
+        next(watch)
+    except grpc.RpcError as refused_stream:
+        assert refused_stream.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert dict(refused_stream.trailing_metadata())["x-request-id"] == "stream-call-9"
+    else:
+        raise AssertionError("a WatchRun without a run id was served")
     assert get(stub, run).id == run.id
     refusals = [line for line in stack.server.output().splitlines() if "refused-call-7" in line]
     assert refusals and "refused /tenantpilot.runs.v1.RunService/GetRun" in refusals[0]
