@@ -40,7 +40,10 @@ class TransactionalDispatch:
     by the statement that creates the run, so a committed run always has its
     message. The consumers' wake-up NOTIFY is sent after commit, one for
     all the runs committed meanwhile (a NOTIFY in every StartRun's own
-    commit would serialise those commits on Postgres' notification queue)."""
+    commit would serialise those commits on Postgres' notification queue).
+    The first run after a quiet spell wakes them at once; the runs of the
+    next `coalesce_seconds` share one NOTIFY, so a steady stream of starts
+    costs at most 50 a second, not one statement per StartRun."""
 
     def __init__(
         self, queue_name: str, pool: AsyncConnectionPool, *, coalesce_seconds: float = 0.02
