@@ -49,16 +49,20 @@ class CallSteps(grpc.aio.ServerInterceptor):
             return handler if check is None else refuse_all(handler)
         deserializer = decode.tolerant(handler.request_deserializer)
 
+        async def admit(request: Any, context: grpc.aio.ServicerContext) -> None:
+            """The steps before the servicer: each refuses by aborting."""
+            if request is decode.UNPARSABLE:
+                await decode.refuse_unparsable(method, context)
+            if check is not None:
+                await check(request, context)
+
         if handler.unary_unary is not None:
             behaviour = handler.unary_unary
             observing = self._observer.method(method, "unary")
 
             async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 async with observing(context):
-                    if request is decode.UNPARSABLE:
-                        await decode.refuse_unparsable(method, context)
-                    if check is not None:
-                        await check(request, context)
+                    await admit(request, context)
                     return await behaviour(request, context)
 
             return grpc.unary_unary_rpc_method_handler(
@@ -74,10 +78,7 @@ class CallSteps(grpc.aio.ServerInterceptor):
             # A coroutine that writes each message (grpc.aio's writer API),
             # not a generator that grpc iterates: one generator less per message.
             async with stream_observing(context):
-                if request is decode.UNPARSABLE:
-                    await decode.refuse_unparsable(method, context)
-                if check is not None:
-                    await check(request, context)  # before the first message
+                await admit(request, context)  # before the first message
                 # Closed however the stream ends (a caller gone mid-write too),
                 # so that the servicer's cleanup runs now, not at collection.
                 async with contextlib.aclosing(stream_behaviour(request, context)) as responses:
