@@ -173,6 +173,24 @@ def test_grpc_callers_get_the_request_id_back(make_stack):
         assert dict(refused_stream.trailing_metadata())["x-request-id"] == "stream-call-9"
     else:
         raise AssertionError("a WatchRun without a run id was served")
+    # And a stream served to its end: the cancelled run's one terminal state.
+    cancelled = stub.CancelRun(
+        runs_pb2.CancelRunRequest(
+            tenant_external_id=tenant.external_id, run_type=run.type, run_id=run.id
+        ),
+        timeout=10,
+    ).run
+    assert cancelled.status == runs_pb2.RUN_STATUS_FAILED
+    served = stub.WatchRun(
+        runs_pb2.WatchRunRequest(
+            tenant_external_id=tenant.external_id, run_type=run.type, run_id=run.id
+        ),
+        metadata=(("x-request-id", "stream-call-10"),),
+        timeout=10,
+    )
+    assert [m.run.status for m in served] == [runs_pb2.RUN_STATUS_FAILED]
+    assert served.code() == grpc.StatusCode.OK
+    assert dict(served.trailing_metadata())["x-request-id"] == "stream-call-10"
     assert get(stub, run).id == run.id
     refusals = [line for line in stack.server.output().splitlines() if "refused-call-7" in line]
     assert refusals and "refused /tenantpilot.runs.v1.RunService/GetRun" in refusals[0]

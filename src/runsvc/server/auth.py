@@ -157,9 +157,6 @@ class AuthGuard:
         """The method's check; None for the public services."""
         if method.startswith(PUBLIC_PREFIXES):
             return None
-        return self._checker(method)
-
-    def _checker(self, method: str) -> Check:
         needed = METHOD_ROLES.get(method)
 
         async def check(request: Any, context: grpc.aio.ServicerContext) -> None:

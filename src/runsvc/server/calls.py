@@ -4,10 +4,10 @@ unparsable request refused, then the caller authenticated and authorised.
 
 One interceptor builds each method's handler once. A call then runs one
 wrapper, not one per step, and a stream's wrapper writes each message
-itself: with 5,000 WatchRun streams, a change reaches the watchers through
-the servicer's generator alone instead of four nested ones, and each stream
-holds fewer frames (benchmarks/bench_request_path.py: the fan-out p50 went
-from 260 to 130 ms with the server's GC tuning, runsvc.server.app)."""
+itself: with 5,000 WatchRun streams, a change reaches each watcher through
+the servicer's generator alone instead of four nested ones, and each open
+stream holds fewer frames (benchmarks/bench_request_path.py).
+"""
 
 from __future__ import annotations
 

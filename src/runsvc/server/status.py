@@ -53,7 +53,7 @@ class _StatusFromErrors:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> bool:
-        if error is None or not isinstance(error, Exception):
+        if not isinstance(error, Exception):
             return False  # no error, or a cancellation: as it is
         if isinstance(error, InvalidArgument):
             await abort_invalid(self._context, error)
