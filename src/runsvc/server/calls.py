@@ -49,20 +49,22 @@ class CallSteps(grpc.aio.ServerInterceptor):
             return handler if check is None else refuse_all(handler)
         deserializer = decode.tolerant(handler.request_deserializer)
 
-        async def admit(request: Any, context: grpc.aio.ServicerContext) -> None:
+        async def admit(request: Any, context: grpc.aio.ServicerContext, metadata: Any) -> None:
             """The steps before the servicer: each refuses by aborting."""
             if request is decode.UNPARSABLE:
                 await decode.refuse_unparsable(method, context)
             if check is not None:
-                await check(request, context)
+                await check(request, context, metadata)
 
         if handler.unary_unary is not None:
             behaviour = handler.unary_unary
             observing = self._observer.method(method, "unary")
 
             async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                async with observing(context):
-                    await admit(request, context)
+                # Read once: grpc builds the tuple anew on every read.
+                metadata = context.invocation_metadata()
+                with observing(context, metadata):
+                    await admit(request, context, metadata)
                     return await behaviour(request, context)
 
             return grpc.unary_unary_rpc_method_handler(
@@ -77,8 +79,9 @@ class CallSteps(grpc.aio.ServerInterceptor):
         async def stream(request: Any, context: grpc.aio.ServicerContext) -> None:
             # A coroutine that writes each message (grpc.aio's writer API),
             # not a generator that grpc iterates: one generator less per message.
-            async with stream_observing(context):
-                await admit(request, context)  # before the first message
+            metadata = context.invocation_metadata()
+            with stream_observing(context, metadata):
+                await admit(request, context, metadata)  # before the first message
                 # Closed however the stream ends (a caller gone mid-write too),
                 # so that the servicer's cleanup runs now, not at collection.
                 async with contextlib.aclosing(stream_behaviour(request, context)) as responses:

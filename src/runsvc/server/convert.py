@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 from tenantpilot.runs.v1 import runs_pb2
 
@@ -21,10 +20,16 @@ STATUS_TO_PROTO = {
 }
 
 
-def _timestamp(value: datetime) -> Timestamp:
-    stamp = Timestamp()
-    stamp.FromDatetime(value)
-    return stamp
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _set_time(field: Timestamp, value: datetime) -> None:
+    """The field set in place from an aware datetime, in whole integers (no
+    float, any date): a third of Timestamp.FromDatetime's cost plus the
+    copy, on a path every GetRun and every watcher's message takes."""
+    since = value - _EPOCH
+    field.seconds = since.days * 86_400 + since.seconds
+    field.nanos = since.microseconds * 1000
 
 
 def run_to_proto(run: RunState, now: datetime | None = None) -> runs_pb2.RunRecord:
@@ -33,26 +38,28 @@ def run_to_proto(run: RunState, now: datetime | None = None) -> runs_pb2.RunReco
         tenant_external_id=run.tenant_external_id,
         type=run.run_type.value,
         status=STATUS_TO_PROTO[run.status],
-        created_at=_timestamp(run.created_at),
-        counts=runs_pb2.RunCounts(total=run.total, succeeded=run.succeeded, failed=run.failed),
         version=run.version,
     )
+    counts = record.counts
+    counts.total, counts.succeeded, counts.failed = run.total, run.succeeded, run.failed
+    _set_time(record.created_at, run.created_at)
     if run.started_at is not None:
-        record.started_at.CopyFrom(_timestamp(run.started_at))
+        _set_time(record.started_at, run.started_at)
     if run.finished_at is not None:
-        record.finished_at.CopyFrom(_timestamp(run.finished_at))
+        _set_time(record.finished_at, run.finished_at)
     # Only a pause still in force: one that has passed is no news.
     until = run.throttled_until
     if until is not None and not run.status.terminal and until > (now or datetime.now(UTC)):
-        record.tenant_throttled_until.CopyFrom(_timestamp(until))
+        _set_time(record.tenant_throttled_until, until)
     if run.safe_error is not None:
-        context = Struct()
-        context.update(run.safe_error.context)
-        record.safe_error.CopyFrom(runs_pb2.SafeError(code=run.safe_error.code, context=context))
+        safe_error = record.safe_error
+        safe_error.code = run.safe_error.code
+        safe_error.context.SetInParent()  # `{}` when empty: the contract's field is there
+        safe_error.context.update(run.safe_error.context)
     if run.retry_of_run_id is not None:
         record.retry_of_run_id = str(run.retry_of_run_id)
     if run.cancel_requested_at is not None:
-        record.cancel_requested_at.CopyFrom(_timestamp(run.cancel_requested_at))
+        _set_time(record.cancel_requested_at, run.cancel_requested_at)
     return record
 
 
@@ -73,7 +80,7 @@ def item_to_proto(item: RunItem) -> runs_pb2.RunItem:
     if item.error_code is not None:
         message.error_code = item.error_code
     if item.finished_at is not None:
-        message.finished_at.CopyFrom(_timestamp(item.finished_at))
+        _set_time(message.finished_at, item.finished_at)
     if item.detail is not None:
         message.detail.update(item.detail)
     return message

@@ -30,7 +30,6 @@ from runsvc.server.watch_hub import WatchHub
 from runsvc.store import auth as auth_store
 from runsvc.store import runs as store
 from runsvc.store.auth import AuditEvent
-from runsvc.store.errors import translate_errors
 from runsvc.tokens import Role
 from runsvc.validation import (
     FieldViolation,
@@ -96,19 +95,18 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
             caller = current_principal()
             run_id = uuid.uuid4()
             try:
-                with translate_errors():
-                    # The run, its audit row and (Postgres broker) its message
-                    # commit together in one round trip, or none of them does.
-                    async with self._pool.connection() as conn:
-                        run, reused = await store.run_insert_or_reuse(
-                            conn,
-                            new,
-                            run_id=run_id,
-                            token_name=caller.name if caller else "-",
-                            redispatch_after=self._redispatch_seconds,
-                            message=self._dispatch.queued_message(run_id),
-                            queue=self._queue_name,
-                        )
+                # The run, its audit row and (Postgres broker) its message
+                # commit together in one round trip, or none of them does.
+                async with self._pool.connection() as conn:
+                    run, reused = await store.run_insert_or_reuse(
+                        conn,
+                        new,
+                        run_id=run_id,
+                        token_name=caller.name if caller else "-",
+                        redispatch_after=self._redispatch_seconds,
+                        message=self._dispatch.queued_message(run_id),
+                        queue=self._queue_name,
+                    )
             except store.TenantNotFound:
                 await context.abort(grpc.StatusCode.NOT_FOUND, "tenant not found")
             log_run_started(run, reused)
@@ -126,14 +124,13 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
         async with status_from_errors(context):
             check_request(request)
             run_id = run_id_of(request)
-            with translate_errors():
-                async with self._pool.connection() as conn:
-                    run = await store.run_get(
-                        conn,
-                        tenant=request.tenant_external_id,
-                        run_type=request.run_type,
-                        run_id=run_id,
-                    )
+            async with self._pool.connection() as conn:
+                run = await store.run_get(
+                    conn,
+                    tenant=request.tenant_external_id,
+                    run_type=request.run_type,
+                    run_id=run_id,
+                )
             if run is None:
                 await context.abort(grpc.StatusCode.NOT_FOUND, "run not found")
             return runs_pb2.GetRunResponse(run=run_to_proto(run))
@@ -212,10 +209,9 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
             listing = page_tokens.listing("runs", selection)
             after = _run_position(page_tokens.decode(request.page_token, listing))
             size = _page_size(request.page_size, RUNS_PAGE_DEFAULT)
-            with translate_errors():
-                async with self._pool.connection() as conn:
-                    # One more than the page: whether another page follows.
-                    runs = await store.run_list(conn, selection, after=after, limit=size + 1)
+            async with self._pool.connection() as conn:
+                # One more than the page: whether another page follows.
+                runs = await store.run_list(conn, selection, after=after, limit=size + 1)
             response = runs_pb2.ListRunsResponse(runs=[run_to_proto(r) for r in runs[:size]])
             if len(runs) > size:
                 last = runs[size - 1]
@@ -238,23 +234,22 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
             ):
                 raise page_tokens.bad_position()
             size = _page_size(request.page_size, ITEMS_PAGE_DEFAULT)
-            with translate_errors():
-                async with self._pool.connection() as conn:
-                    run = await store.run_get(
-                        conn,
-                        tenant=request.tenant_external_id,
-                        run_type=request.run_type,
-                        run_id=run_id,
-                    )
-                    if run is None:
-                        await context.abort(grpc.StatusCode.NOT_FOUND, "run not found")
-                    items = await store.run_items_page(
-                        conn,
-                        run_id,
-                        outcomes=outcomes,
-                        after_position=position[0] if position else -1,
-                        limit=size + 1,
-                    )
+            async with self._pool.connection() as conn:
+                run = await store.run_get(
+                    conn,
+                    tenant=request.tenant_external_id,
+                    run_type=request.run_type,
+                    run_id=run_id,
+                )
+                if run is None:
+                    await context.abort(grpc.StatusCode.NOT_FOUND, "run not found")
+                items = await store.run_items_page(
+                    conn,
+                    run_id,
+                    outcomes=outcomes,
+                    after_position=position[0] if position else -1,
+                    limit=size + 1,
+                )
             response = runs_pb2.ListRunItemsResponse(items=[item_to_proto(i) for i in items[:size]])
             if len(items) > size:
                 response.next_page_token = page_tokens.encode([items[size - 1].position], listing)
@@ -271,22 +266,21 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
                 "run_type": request.run_type,
                 "run_id": run_id,
             }
-            with translate_errors():
-                async with self._pool.connection() as conn, conn.transaction():
-                    run = await store.run_cancel(
-                        conn, **address, safe_error=SafeError(safe_errors.CANCELLED, {})
-                    )
+            async with self._pool.connection() as conn, conn.transaction():
+                run = await store.run_cancel(
+                    conn, **address, safe_error=SafeError(safe_errors.CANCELLED, {})
+                )
+                if run is None:
+                    run = await store.run_get(conn, **address)
                     if run is None:
-                        run = await store.run_get(conn, **address)
-                        if run is None:
-                            await context.abort(grpc.StatusCode.NOT_FOUND, "run not found")
-                        if run.safe_error is None or run.safe_error.code != safe_errors.CANCELLED:
-                            await context.abort(
-                                grpc.StatusCode.FAILED_PRECONDITION,
-                                f"the run has already ended ({run.status}); "
-                                "only queued and running runs can be cancelled",
-                            )
-                    await _audit(conn, "run.cancel", run)
+                        await context.abort(grpc.StatusCode.NOT_FOUND, "run not found")
+                    if run.safe_error is None or run.safe_error.code != safe_errors.CANCELLED:
+                        await context.abort(
+                            grpc.StatusCode.FAILED_PRECONDITION,
+                            f"the run has already ended ({run.status}); "
+                            "only queued and running runs can be cancelled",
+                        )
+                await _audit(conn, "run.cancel", run)
             return runs_pb2.CancelRunResponse(run=run_to_proto(run))
 
     async def RetryRun(
@@ -294,36 +288,34 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
     ) -> runs_pb2.RetryRunResponse:
         async with status_from_errors(context):
             check_request(request)
-            with translate_errors():
-                async with self._pool.connection() as conn, conn.transaction():
-                    source = await store.run_get(
-                        conn,
-                        tenant=request.tenant_external_id,
-                        run_type=request.run_type,
-                        run_id=run_id_of(request),
+            async with self._pool.connection() as conn, conn.transaction():
+                source = await store.run_get(
+                    conn,
+                    tenant=request.tenant_external_id,
+                    run_type=request.run_type,
+                    run_id=run_id_of(request),
+                )
+                if source is None:
+                    await context.abort(grpc.StatusCode.NOT_FOUND, "run not found")
+                if not source.status.terminal or source.safe_error is None:
+                    await context.abort(
+                        grpc.StatusCode.FAILED_PRECONDITION,
+                        f"the run is {source.status}: only a failed or partial run can be retried",
                     )
-                    if source is None:
-                        await context.abort(grpc.StatusCode.NOT_FOUND, "run not found")
-                    if not source.status.terminal or source.safe_error is None:
-                        await context.abort(
-                            grpc.StatusCode.FAILED_PRECONDITION,
-                            f"the run is {source.status}: only a failed or partial run "
-                            "can be retried",
-                        )
-                    # The new run and (Postgres broker) its message commit
-                    # together, as in StartRun.
-                    run_id = uuid.uuid4()
-                    run, reused = await store.run_retry_insert_or_reuse(
-                        conn,
-                        source,
-                        run_id=run_id,
-                        redispatch_after=self._redispatch_seconds,
-                        message=self._dispatch.queued_message(run_id),
-                        request_id=current_context().get("request_id"),
-                        trace_context=inject_carrier() or None,
-                        queue=self._queue_name,
-                    )
-                    await _audit(conn, "run.retry", run, reused=reused)
+                # The new run and (Postgres broker) its message commit
+                # together, as in StartRun.
+                run_id = uuid.uuid4()
+                run, reused = await store.run_retry_insert_or_reuse(
+                    conn,
+                    source,
+                    run_id=run_id,
+                    redispatch_after=self._redispatch_seconds,
+                    message=self._dispatch.queued_message(run_id),
+                    request_id=current_context().get("request_id"),
+                    trace_context=inject_carrier() or None,
+                    queue=self._queue_name,
+                )
+                await _audit(conn, "run.retry", run, reused=reused)
             log_run_started(run, reused)
             if not reused:
                 self._dispatch.after_commit(run.id)

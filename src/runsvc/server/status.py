@@ -7,6 +7,7 @@ import logging
 from types import TracebackType
 
 import grpc
+import psycopg
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -16,6 +17,11 @@ from runsvc.store.errors import StoreUnavailable
 from runsvc.validation import InvalidArgument
 
 log = logging.getLogger(__name__)
+
+# The database cannot be reached or is shutting down (a pool timeout is an
+# OperationalError too): retrying may help. The driver's text may name hosts
+# and users, so it stays out of the message.
+_STORE_DOWN = (StoreUnavailable, psycopg.OperationalError, psycopg.InterfaceError)
 
 
 async def abort_invalid(context: grpc.aio.ServicerContext, error: InvalidArgument) -> None:
@@ -57,7 +63,7 @@ class _StatusFromErrors:
             return False  # no error, or a cancellation: as it is
         if isinstance(error, InvalidArgument):
             await abort_invalid(self._context, error)
-        elif isinstance(error, StoreUnavailable):
+        elif isinstance(error, _STORE_DOWN):
             await self._context.abort(
                 grpc.StatusCode.UNAVAILABLE, "the run store is unavailable; retry"
             )
