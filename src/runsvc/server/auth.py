@@ -97,7 +97,10 @@ class Authenticator:
     def cached(self, token: str) -> Principal | Literal[Cache.MISS] | None:
         """The token's principal (None: refused) if the cache still knows
         it, else Cache.MISS: most calls end here, with no coroutine to run."""
-        cached = self._cache.get(hash_token(token))
+        return self._fresh(hash_token(token))
+
+    def _fresh(self, digest: bytes) -> Principal | Literal[Cache.MISS] | None:
+        cached = self._cache.get(digest)
         if cached is not None and cached[0] > self._clock():
             return cached[1]
         return Cache.MISS
@@ -107,9 +110,9 @@ class Authenticator:
         if key_id is None:
             return None  # not even shaped like a token: no database trip
         digest = hash_token(token)
-        cached = self._cache.get(digest)
-        if cached is not None and cached[0] > self._clock():
-            return cached[1]
+        cached = self._fresh(digest)
+        if cached is not Cache.MISS:
+            return cached
         # Single flight: a burst of calls with one uncached token makes one
         # lookup, and every caller awaits it (shielded: one caller giving up
         # does not cancel it for the others).

@@ -125,12 +125,7 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
             check_request(request)
             run_id = run_id_of(request)
             async with self._pool.connection() as conn:
-                run = await store.run_get(
-                    conn,
-                    tenant=request.tenant_external_id,
-                    run_type=request.run_type,
-                    run_id=run_id,
-                )
+                run = await _addressed_run(conn, request, run_id)
             if run is None:
                 await context.abort(grpc.StatusCode.NOT_FOUND, "run not found")
             return runs_pb2.GetRunResponse(run=run_to_proto(run))
@@ -235,12 +230,7 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
                 raise page_tokens.bad_position()
             size = _page_size(request.page_size, ITEMS_PAGE_DEFAULT)
             async with self._pool.connection() as conn:
-                run = await store.run_get(
-                    conn,
-                    tenant=request.tenant_external_id,
-                    run_type=request.run_type,
-                    run_id=run_id,
-                )
+                run = await _addressed_run(conn, request, run_id)
                 if run is None:
                     await context.abort(grpc.StatusCode.NOT_FOUND, "run not found")
                 items = await store.run_items_page(
@@ -289,12 +279,7 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
         async with status_from_errors(context):
             check_request(request)
             async with self._pool.connection() as conn, conn.transaction():
-                source = await store.run_get(
-                    conn,
-                    tenant=request.tenant_external_id,
-                    run_type=request.run_type,
-                    run_id=run_id_of(request),
-                )
+                source = await _addressed_run(conn, request, run_id_of(request))
                 if source is None:
                     await context.abort(grpc.StatusCode.NOT_FOUND, "run not found")
                 if not source.status.terminal or source.safe_error is None:
@@ -320,6 +305,17 @@ class RunService(runs_pb2_grpc.RunServiceServicer):
             if not reused:
                 self._dispatch.after_commit(run.id)
             return runs_pb2.RetryRunResponse(reused=reused, run=run_to_proto(run))
+
+
+async def _addressed_run(
+    conn: AsyncConnection,
+    request: runs_pb2.GetRunRequest | runs_pb2.ListRunItemsRequest | runs_pb2.RetryRunRequest,
+    run_id: uuid.UUID,
+) -> RunState | None:
+    """The run a request addresses by tenant, type and id (None: not found)."""
+    return await store.run_get(
+        conn, tenant=request.tenant_external_id, run_type=request.run_type, run_id=run_id
+    )
 
 
 async def _audit(
