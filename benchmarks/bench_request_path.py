@@ -6,7 +6,10 @@ Postgres, same client) or to raw LISTEN/NOTIFY. Prints; asserts nothing.
     make bench    # RUNSVC_TEST_DATABASE_URL (an admin URL) or an embedded Postgres
 
 Every load runs in client processes of its own (the same client code for
-runsvc and for its baseline), so the ratios hold on a noisy machine.
+runsvc and for its baseline), in rounds that take turns with their
+baselines (`--rounds`); a ratio is the median of the rounds' ratios, with
+their range beside it, so that one slow spell of a noisy machine does not
+decide it.
 """
 
 from __future__ import annotations
@@ -516,24 +519,46 @@ def served(result: dict[str, object], streams: int) -> str:
     return text
 
 
+def median_load(loads: list[Load]) -> Load:
+    """Each figure's median over the rounds."""
+    return Load(
+        calls_per_second=statistics.median(load.calls_per_second for load in loads),
+        p50_ms=statistics.median(load.p50_ms for load in loads),
+        p99_ms=statistics.median(load.p99_ms for load in loads),
+        errors=sum(load.errors for load in loads),
+    )
+
+
+def spread(ratios: list[float], suffix: str = "") -> str:
+    """The median of the rounds' ratios, and their range."""
+    text = f"{statistics.median(ratios):.2f}{suffix}"
+    if len(ratios) > 1:
+        text += f" ({min(ratios):.2f}-{max(ratios):.2f})"
+    return text
+
+
 def throughput_row(
-    figure: str, ours: Load, base: Load, goal: str = "", base_name: str = "INSERT"
+    figure: str, ours: list[Load], base: list[Load], goal: str = "", base_name: str = "INSERT"
 ) -> Row:
-    return Row(figure, ours.text(), f"{base_name} {base.text()}", ratio(ours, base), goal)
-
-
-def latency_row(figure: str, ours: Load, base: Load, goal: str = "") -> Row:
+    ratios = [o.calls_per_second / b.calls_per_second for o, b in zip(ours, base, strict=True)]
     return Row(
         figure,
-        f"p50 {ours.p50_ms:.2f} ms",
-        f"INSERT p50 {base.p50_ms:.2f} ms",
-        f"{ours.p50_ms / base.p50_ms:.2f}x slower",
+        median_load(ours).text(),
+        f"{base_name} {median_load(base).text()}",
+        spread(ratios),
         goal,
     )
 
 
-def ratio(ours: Load, base: Load) -> str:
-    return f"{ours.calls_per_second / base.calls_per_second:.2f}"
+def latency_row(figure: str, ours: list[Load], base: list[Load], goal: str = "") -> Row:
+    ratios = [o.p50_ms / b.p50_ms for o, b in zip(ours, base, strict=True)]
+    return Row(
+        figure,
+        f"p50 {median_load(ours).p50_ms:.2f} ms",
+        f"INSERT p50 {median_load(base).p50_ms:.2f} ms",
+        spread(ratios, "x slower"),
+        goal,
+    )
 
 
 def bench(args: argparse.Namespace, procs: Processes) -> list[Row]:
@@ -544,35 +569,52 @@ def bench(args: argparse.Namespace, procs: Processes) -> list[Row]:
     load = {"token": token, "seconds": args.seconds, "warmup": 0.5}
     rows: list[Row] = []
 
-    def pair(method: str, concurrency: int) -> tuple[Load, Load]:
-        ours = measure("grpc", target=target, method=method, concurrency=concurrency, **load)
-        base = measure("grpc", target=baseline, method=method, concurrency=concurrency, **load)
-        return ours, base
+    def interleaved(*loads: dict[str, object]) -> list[list[Load]]:
+        """Each load measured `args.rounds` times, in turn with the others,
+        so that a slow spell of the machine weighs on all of them alike:
+        the ratios are taken round by round."""
+        measured: list[list[Load]] = [[] for _ in loads]
+        for _ in range(args.rounds):
+            for results, options in zip(measured, loads, strict=True):
+                results.append(measure("grpc", **options, **load))
+        return measured
 
     # StartRun against the INSERT baseline
-    new50, insert50 = pair("start-new", 50)
+    new50, reused50, insert50 = interleaved(
+        {"target": target, "method": "start-new", "concurrency": 50},
+        {"target": target, "method": "start-reused", "concurrency": 50},
+        {"target": baseline, "method": "start-new", "concurrency": 50},
+    )
+    new1, reused1, insert1 = interleaved(
+        {"target": target, "method": "start-new", "concurrency": 1},
+        {"target": target, "method": "start-reused", "concurrency": 1},
+        {"target": baseline, "method": "start-new", "concurrency": 1},
+    )
     rows.append(throughput_row("StartRun, new runs, 50 in flight", new50, insert50, ">= 0.6"))
-    new1, insert1 = pair("start-new", 1)
     rows.append(latency_row("StartRun, new runs, 1 in flight", new1, insert1, "<= 1.5x"))
-    reused50 = measure("grpc", target=target, method="start-reused", concurrency=50, **load)
     rows.append(throughput_row("StartRun, same key (reused), 50 in flight", reused50, insert50))
-    reused1 = measure("grpc", target=target, method="start-reused", concurrency=1, **load)
     rows.append(latency_row("StartRun, same key (reused), 1 in flight", reused1, insert1))
 
     # GetRun against the SELECT baseline, the gateway against GetRun
     run_id = start_one(target, token)
-    get50 = measure("grpc", target=target, method="get", concurrency=50, run_id=run_id, **load)
-    select50 = measure("grpc", target=baseline, method="get", concurrency=50, run_id=run_id, **load)
-    rows.append(throughput_row("GetRun, 50 in flight", get50, select50, ">= 0.8", "SELECT"))
     http = procs.gateway(target)
     path = f"{http}/admin/t/{TENANT}/runs/snapshot_capture/{run_id}"
-    gateway50 = measure("http", url=path, concurrency=50, **load)
+    get50: list[Load] = []
+    select50: list[Load] = []
+    gateway50: list[Load] = []
+    for _ in range(args.rounds):
+        get = {"method": "get", "concurrency": 50, "run_id": run_id, **load}
+        get50.append(measure("grpc", target=target, **get))
+        select50.append(measure("grpc", target=baseline, **get))
+        gateway50.append(measure("http", url=path, concurrency=50, **load))
+    rows.append(throughput_row("GetRun, 50 in flight", get50, select50, ">= 0.8", "SELECT"))
+    p99s = [g.p99_ms / d.p99_ms for g, d in zip(gateway50, get50, strict=True)]
     rows.append(
         Row(
             "gateway GET, 50 in flight, keep-alive",
-            gateway50.text(),
-            "GetRun " + get50.text(),
-            f"{ratio(gateway50, get50)}, p99 {gateway50.p99_ms / get50.p99_ms:.1f}x",
+            median_load(gateway50).text(),
+            "GetRun " + median_load(get50).text(),
+            f"{throughput_row('', gateway50, get50).ratio}, p99 {spread(p99s, 'x')}",
             ">= 0.5, p99 <= 3x",
         )
     )
@@ -609,7 +651,12 @@ def bench(args: argparse.Namespace, procs: Processes) -> list[Row]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=4.0, help="measured seconds per load")
+    parser.add_argument(
+        "--seconds", type=float, default=3.0, help="measured seconds per load and round"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of each comparison (ratios: median, range)"
+    )
     parser.add_argument(
         "--watch-streams", type=int, nargs="*", default=[1000, 5000], help="WatchRun figures"
     )
