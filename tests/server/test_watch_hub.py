@@ -182,6 +182,27 @@ def via(proxy: TcpProxy, url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) == 2 else host))
 
 
+def test_a_healthy_listen_connection_hears_its_pings_and_is_kept(idle_stub, tenant, database_url):
+    run = start(idle_stub, tenant.external_id, "snapshot_capture").run
+
+    async def scenario() -> tuple[int, int]:
+        async with (
+            running_hub(database_url, database_url, ping_seconds=0.2, ping_timeout=5) as hub,
+            hub.watch(uuid.UUID(run.id)) as watcher,
+        ):
+            await watcher.first()
+            async with asyncio.timeout(30):
+                while hub.pings_heard < 3:
+                    await asyncio.sleep(0.05)
+            await asyncio.to_thread(bump, database_url, run.id)
+            await newest(watcher, run.version + 1)
+            return hub.pings_heard, hub.listen_connections
+
+    pings, listen_connections = asyncio.run(scenario())
+    assert pings >= 3
+    assert listen_connections == 1  # no ping went unheard
+
+
 def test_a_half_open_listen_connection_is_noticed_and_replaced(idle_stub, tenant, database_url):
     run = start(idle_stub, tenant.external_id, "snapshot_capture").run
     parts = urlsplit(database_url)

@@ -6,9 +6,11 @@ so a slow reader skips to the newest state instead of building a backlog.
 
 It cannot fail silently: the LISTEN connection is pinged (and has TCP
 keepalives), so a dead or half-open one is replaced within
-`ping_seconds + ping_timeout`; both tasks run under a supervisor that logs an
-unexpected error, restarts the task and resyncs every watcher; after any
-reconnect every watched run is read again, so no change is missed."""
+`ping_seconds + ping_timeout` (the ping goes out over a pooled connection;
+while none can send it, the wait goes on); both tasks run under a
+supervisor that logs an unexpected error, restarts the task and resyncs
+every watcher; after any reconnect every watched run is read again, so no
+change is missed."""
 
 from __future__ import annotations
 
@@ -168,9 +170,12 @@ class WatchHub:
         self._wakeup = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._listening = asyncio.Event()
+        # This hub's own channel, which only its pings notify.
+        self._ping_channel = f"runsvc_watch_ping_{os.getpid()}_{uuid.uuid4().hex[:12]}"
         self.watcher_count = 0
         self.listen_connections = 0  # opened so far, for tests and metrics
         self.restarts = 0  # tasks restarted after an unexpected error
+        self.pings_heard = 0  # pings that came back on the LISTEN connection
 
     async def start(self) -> None:
         self._tasks = [
@@ -251,6 +256,7 @@ class WatchHub:
             try:
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
+                    await conn.execute(f"LISTEN {self._ping_channel}")
                     self._listening.set()
                     # Changes made while no connection listened were missed.
                     self._resync()
@@ -260,18 +266,48 @@ class WatchHub:
                 await asyncio.sleep(self._reconnect_delay)
 
     async def _receive(self, conn: psycopg.AsyncConnection) -> None:
-        """Hands on notifications; between them, a ping proves the connection
-        alive (a half-open one never errors by itself)."""
+        """Hands on notifications; every `ping_seconds` a ping proves the
+        connection alive (a half-open one never errors by itself). The ping
+        is not a query on this connection: one that timed out would have to
+        be cancelled, and psycopg then waits up to 10 s more for it."""
         while True:
             async for notify in conn.notifies(timeout=self._ping_seconds):
-                run_id = self._parse(notify.payload)
-                if run_id is not None and run_id in self._watchers:
-                    # When it arrived: the notify-to-delivery latency.
-                    self._arrived.setdefault(run_id, time.perf_counter())
-                    self._mark_dirty({run_id})
-            # Notifications that arrive during the ping wait in psycopg's
-            # backlog for the next notifies().
-            await asyncio.wait_for(conn.execute("SELECT 1"), timeout=self._ping_timeout)
+                self._on_notify(notify)
+            if await self._ping():
+                await self._hear_ping(conn)
+
+    def _on_notify(self, notify: psycopg.Notify) -> None:
+        run_id = self._parse(notify.payload)
+        if run_id is not None and run_id in self._watchers:
+            # When it arrived: the notify-to-delivery latency.
+            self._arrived.setdefault(run_id, time.perf_counter())
+            self._mark_dirty({run_id})
+
+    async def _ping(self) -> bool:
+        """Asks Postgres, over a pooled connection, to notify this hub's own
+        channel. False if it cannot be asked now (the pool busy or down):
+        then the LISTEN connection is not judged this round."""
+        try:
+            async with (
+                asyncio.timeout(self._ping_timeout),
+                self._pool.connection(timeout=self._ping_timeout) as conn,
+            ):
+                await store.watch_hub_ping(conn, self._ping_channel)
+        except (psycopg.Error, TimeoutError) as exc:
+            log.warning("watch hub cannot send its ping: %s", describe_exception(exc))
+            return False
+        return True
+
+    async def _hear_ping(self, conn: psycopg.AsyncConnection) -> None:
+        """Waits up to `ping_timeout` for the ping on the LISTEN connection,
+        handing on the notifications that come first."""
+        async with contextlib.aclosing(conn.notifies(timeout=self._ping_timeout)) as notifies:
+            async for notify in notifies:
+                if notify.channel == self._ping_channel:
+                    self.pings_heard += 1
+                    return
+                self._on_notify(notify)
+        raise TimeoutError(f"the LISTEN connection did not hear its ping in {self._ping_timeout} s")
 
     @staticmethod
     def _parse(payload: str) -> uuid.UUID | None:

@@ -72,6 +72,12 @@ enqueued AS (
 -- this channel; they also poll, so a lost wake-up only delays a run).
 SELECT pg_notify(%(channel)s, '');
 
+-- name: watch_hub_ping
+-- The watch hub's ping of its LISTEN connection, sent over another
+-- connection: Postgres notifies the hub's own channel, and a LISTEN
+-- connection that does not hear it in time is replaced (half-open).
+SELECT pg_notify(%(channel)s, '');
+
 -- name: run_get
 -- A run as its tenant and type address it; another tenant's or type's run
 -- is not found. The columns callers see, never the work list.

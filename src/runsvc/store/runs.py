@@ -158,6 +158,10 @@ async def database_ping(conn: AsyncConnection) -> None:
     await conn.execute(QUERIES["database_ping"])
 
 
+async def watch_hub_ping(conn: AsyncConnection, channel: str) -> None:
+    await conn.execute(QUERIES["watch_hub_ping"], {"channel": channel})
+
+
 async def run_get_many(conn: AsyncConnection, run_ids: Sequence[uuid.UUID]) -> list[RunState]:
     cur = await conn.execute(QUERIES["run_get_many"], {"run_ids": list(run_ids)})
     return [RunState.from_tuple(row) for row in await cur.fetchall()]
