@@ -104,6 +104,7 @@ class Stack:
     # The bearer token its callers present: an operator token for all
     # tenants, created in the stack's database when the stack is made.
     token: str | None = None
+    token_name: str = ""  # the name it was created with (when the stack made it)
     # Channel credentials when the server speaks TLS (set by TLS tests).
     credentials: grpc.ChannelCredentials | None = None
     channel_options: tuple[tuple[str, Any], ...] = ()
@@ -120,7 +121,8 @@ class Stack:
     def __post_init__(self) -> None:
         # Ready before the server starts, for callers that set up clients first.
         if self.token is None:
-            self.token = new_token(self.database_url, name=f"stack-{uuid.uuid4().hex[:12]}")
+            self.token_name = f"stack-{uuid.uuid4().hex[:12]}"
+            self.token = new_token(self.database_url, name=self.token_name)
 
     def start_server(self, **env_overrides: str) -> str:
         self.server, self.target = start_server({**self.env, **env_overrides}, self.log_dir)

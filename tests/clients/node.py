@@ -32,4 +32,5 @@ def run_env(stack, tenant: str, idle_stack=None) -> dict[str, str]:
         "RUNSVC_GRPC_TARGET": stack.target,
         "RUNSVC_TENANT": tenant,
         "RUNSVC_TOKEN": stack.token or "",
+        "RUNSVC_TOKEN_NAME": stack.token_name,
     }

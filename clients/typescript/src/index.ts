@@ -7,6 +7,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
   CancelRunRequestSchema,
+  GetCallerRequestSchema,
   GetRunRequestSchema,
   ItemIdListSchema,
   ItemOutcome,
@@ -18,6 +19,7 @@ import {
   RunStatus,
   StartRunRequestSchema,
   WatchRunRequestSchema,
+  type GetCallerResponse,
   type ListRunItemsResponse,
   type ListRunsResponse,
   type RetryRunResponse,
@@ -291,6 +293,14 @@ export class RunsClient {
     });
     return this.retrying(args.timeoutMs, (timeoutMs) =>
       this.client.retryRun(request, { timeoutMs }),
+    );
+  }
+
+  /** Who the token is: its name, role and tenant grants (no tenant needed). */
+  async getCaller(args: { timeoutMs?: number } = {}): Promise<GetCallerResponse> {
+    const request = create(GetCallerRequestSchema, {});
+    return this.retrying(args.timeoutMs, (timeoutMs) =>
+      this.client.getCaller(request, { timeoutMs }),
     );
   }
 

@@ -1,5 +1,6 @@
 // The TypeScript client against a live runsvc: RUNSVC_GRPC_TARGET (host:port),
-// RUNSVC_TENANT (a seeded tenant), optionally RUNSVC_TOKEN, and
+// RUNSVC_TENANT (a seeded tenant), optionally RUNSVC_TOKEN (and its name,
+// RUNSVC_TOKEN_NAME), and
 // RUNSVC_IDLE_GRPC_TARGET (a server whose runs stay queued, for reuse).
 // Without a target the live tests are skipped; `make test` sets them all.
 import assert from "node:assert/strict";
@@ -7,6 +8,7 @@ import { createServer, type Socket } from "node:net";
 import { test } from "node:test";
 import { Code } from "@connectrpc/connect";
 import {
+  CallerRole,
   ItemOutcome,
   RunsClient,
   RunsError,
@@ -121,6 +123,16 @@ test("lists runs page by page, cancels one and retries it", idle, async () => {
   const bad = await rejection(client.listRuns({ tenant, pageToken: "not-a-token" }));
   assert.equal(bad.status, "invalid_argument");
   assert.equal(bad.field, "page_token");
+});
+
+test("getCaller names the token, its role and its grants, never its secret", live, async () => {
+  const client = new RunsClient(target!, { token });
+  const caller = await client.getCaller();
+  assert.equal(caller.tokenName, process.env.RUNSVC_TOKEN_NAME);
+  assert.equal(caller.role, CallerRole.OPERATOR);
+  assert.equal(caller.allTenants, true);
+  assert.deepEqual(caller.tenants, []);
+  assert.ok(!JSON.stringify(caller).includes(token ?? "no token"), "the secret came back");
 });
 
 test("invalid input rejects with INVALID_ARGUMENT naming the field", live, async () => {
