@@ -19,7 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from runsvc.broker import Dispatcher, run_message
 from runsvc.redact import describe_exception
-from runsvc.store.queries import QUERIES
+from runsvc.store import runs as store
 from runsvc.store.runs import QueuedMessage
 
 log = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class TransactionalDispatch:
             self._pending.clear()
             try:
                 async with self._pool.connection() as conn:
-                    await conn.execute(QUERIES["run_message_wake"], {"channel": self._channel})
+                    await store.channel_notify(conn, self._channel)
             except Exception as exc:
                 # The messages are committed; consumers find them at their next poll.
                 log.warning("waking the workers failed: %s", describe_exception(exc))

@@ -292,7 +292,7 @@ class WatchHub:
                 asyncio.timeout(self._ping_timeout),
                 self._pool.connection(timeout=self._ping_timeout) as conn,
             ):
-                await store.watch_hub_ping(conn, self._ping_channel)
+                await store.channel_notify(conn, self._ping_channel)
         except (psycopg.Error, TimeoutError) as exc:
             log.warning("watch hub cannot send its ping: %s", describe_exception(exc))
             return False

@@ -60,22 +60,19 @@ FROM (VALUES (1)) AS one LEFT JOIN chosen ON true;
 -- written by the same statement, so a committed run always has its message
 -- and a reused run gets none. The table is dramatiq-postgres's (schema
 -- "dramatiq", the columns its ENQUEUE query writes); the consumers' wake-up
--- NOTIFY is sent after commit, coalesced (run_message_wake). Tests run a
+-- NOTIFY is sent after commit, coalesced (channel_notify). Tests run a
 -- real worker on messages written here.
 enqueued AS (
     INSERT INTO dramatiq.queue (queue_name, message_id, "state", message)
     SELECT %(message_queue)s, %(message_id)s, 'queued', %(message)s FROM inserted
 )
 
--- name: run_message_wake
--- Wakes the Dramatiq consumers of a queue (dramatiq-postgres LISTENs on
--- this channel; they also poll, so a lost wake-up only delays a run).
-SELECT pg_notify(%(channel)s, '');
-
--- name: watch_hub_ping
--- The watch hub's ping of its LISTEN connection, sent over another
--- connection: Postgres notifies the hub's own channel, and a LISTEN
--- connection that does not hear it in time is replaced (half-open).
+-- name: channel_notify
+-- Wakes the listeners of one channel, from another connection: the
+-- Dramatiq consumers of a queue after runs were committed (dramatiq-postgres
+-- LISTENs on its queue's channel; they also poll, so a lost wake-up only
+-- delays a run), and the watch hub's own channel, its ping (a LISTEN
+-- connection that does not hear it in time is half-open and replaced).
 SELECT pg_notify(%(channel)s, '');
 
 -- name: run_get

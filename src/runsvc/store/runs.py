@@ -158,8 +158,8 @@ async def database_ping(conn: AsyncConnection) -> None:
     await conn.execute(QUERIES["database_ping"])
 
 
-async def watch_hub_ping(conn: AsyncConnection, channel: str) -> None:
-    await conn.execute(QUERIES["watch_hub_ping"], {"channel": channel})
+async def channel_notify(conn: AsyncConnection, channel: str) -> None:
+    await conn.execute(QUERIES["channel_notify"], {"channel": channel})
 
 
 async def run_get_many(conn: AsyncConnection, run_ids: Sequence[uuid.UUID]) -> list[RunState]:
