@@ -642,7 +642,7 @@ def bench(args: argparse.Namespace, procs: Processes) -> list[Row]:
                 f"bare grpc.aio + NOTIFY: {served(bare, streams)}; "
                 f"{bare_per_stream:.1f} KiB/stream; "
                 f"p50 {bare['p50']:.0f} ms, p99 {bare['p99']:.0f} ms",
-                f"p99 {ours['p99'] / bare['p99']:.1f}x",
+                f"memory {per_stream / bare_per_stream:.2f}x, p99 {ours['p99'] / bare['p99']:.1f}x",
                 "all served, <= 20 KiB, p99 <= 150 ms",
             )
         )
