@@ -20,6 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import grpc
 import psycopg
+from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 from tenantpilot.runs.v1 import runs_pb2
 
@@ -185,21 +186,25 @@ def via(proxy: TcpProxy, url: str) -> str:
 def test_a_healthy_listen_connection_hears_its_pings_and_is_kept(idle_stub, tenant, database_url):
     run = start(idle_stub, tenant.external_id, "snapshot_capture").run
 
-    async def scenario() -> tuple[int, int]:
+    async def scenario() -> tuple[int, int, int]:
         async with (
             running_hub(database_url, database_url, ping_seconds=0.2, ping_timeout=5) as hub,
             hub.watch(uuid.UUID(run.id)) as watcher,
+            await psycopg.AsyncConnection.connect(database_url, autocommit=True) as ear,
         ):
             await watcher.first()
-            async with asyncio.timeout(30):
-                while hub.pings_heard < 3:
-                    await asyncio.sleep(0.05)
+            # The test listens on the hub's ping channel too: three pings out.
+            await ear.execute(sql.SQL("LISTEN {}").format(sql.Identifier(hub.ping_channel)))
+            sent = [ping async for ping in ear.notifies(timeout=30, stop_after=3)]
+            # Delivered in commit order: once the hub has this change, it has
+            # had every ping before it.
             await asyncio.to_thread(bump, database_url, run.id)
             await newest(watcher, run.version + 1)
-            return hub.pings_heard, hub.listen_connections
+            return len(sent), hub.pings_heard, hub.listen_connections
 
-    pings, listen_connections = asyncio.run(scenario())
-    assert pings >= 3
+    sent, heard, listen_connections = asyncio.run(scenario())
+    assert sent >= 3
+    assert heard >= sent
     assert listen_connections == 1  # no ping went unheard
 
 

@@ -54,6 +54,7 @@ class WatchStream:
         # Updates coalesce: a slow HTTP reader gets the latest state.
         self._pending: deque[Any] = deque()
         self._ready = asyncio.Event()
+        self._counted = False  # among the watchers' open streams
 
     def _put(self, item: Any) -> None:
         last = self._pending[-1] if self._pending else None
@@ -75,10 +76,18 @@ class WatchStream:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         self._watchers.open += 1
+        self._counted = True
         try:
             await self._respond(receive, send)
         finally:
             self._call.cancel()
+            self._uncount()
+
+    def _uncount(self) -> None:
+        """No longer an open watch: called before the last chunk goes out
+        too, so that a client that has seen the end never finds it open."""
+        if self._counted:
+            self._counted = False
             self._watchers.open -= 1
 
     async def _respond(self, receive: Receive, send: Send) -> None:
@@ -98,6 +107,8 @@ class WatchStream:
 
     async def _stream(self, send: Send) -> None:
         async def body(chunk: bytes, *, more: bool = True) -> None:
+            if not more:
+                self._uncount()
             await send({"type": "http.response.body", "body": chunk, "more_body": more})
 
         await send(

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 from pathlib import Path
 
+from runsvc import event_loop
 from runsvc.cli.args import address, positive
 from runsvc.config import Settings
 
@@ -83,15 +83,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env().with_tls(args.tls_cert, args.tls_key, args.tls_client_ca)
     configure_tracing("runsvc-server")
-    server = serve(settings.with_metrics(args.metrics_addr), args.grpc_addr)
-    try:
-        import uvloop
-    except ImportError:  # not on Windows
-        asyncio.run(server)
-    else:
-        # The loop under every call: with uvloop the server's CPU per GetRun
-        # call is about a fifth less (benchmarks/bench_request_path.py).
-        uvloop.run(server)
+    # The loop under every call: with uvloop the server's CPU per GetRun
+    # call is about a fifth less (benchmarks/bench_request_path.py).
+    event_loop.run(serve(settings.with_metrics(args.metrics_addr), args.grpc_addr))
     return 0
 
 

@@ -171,7 +171,7 @@ class WatchHub:
         self._tasks: list[asyncio.Task[None]] = []
         self._listening = asyncio.Event()
         # This hub's own channel, which only its pings notify.
-        self._ping_channel = f"runsvc_watch_ping_{os.getpid()}_{uuid.uuid4().hex[:12]}"
+        self.ping_channel = f"runsvc_watch_ping_{os.getpid()}_{uuid.uuid4().hex[:12]}"
         self.watcher_count = 0
         self.listen_connections = 0  # opened so far, for tests and metrics
         self.restarts = 0  # tasks restarted after an unexpected error
@@ -256,7 +256,7 @@ class WatchHub:
             try:
                 async with conn:
                     await conn.execute(f"LISTEN {CHANNEL}")
-                    await conn.execute(f"LISTEN {self._ping_channel}")
+                    await conn.execute(f"LISTEN {self.ping_channel}")
                     self._listening.set()
                     # Changes made while no connection listened were missed.
                     self._resync()
@@ -288,11 +288,9 @@ class WatchHub:
         channel. False if it cannot be asked now (the pool busy or down):
         then the LISTEN connection is not judged this round."""
         try:
-            async with (
-                asyncio.timeout(self._ping_timeout),
-                self._pool.connection(timeout=self._ping_timeout) as conn,
-            ):
-                await store.channel_notify(conn, self._ping_channel)
+            # One deadline for the pool's wait and the statement alike.
+            async with asyncio.timeout(self._ping_timeout), self._pool.connection() as conn:
+                await store.channel_notify(conn, self.ping_channel)
         except (psycopg.Error, TimeoutError) as exc:
             log.warning("watch hub cannot send its ping: %s", describe_exception(exc))
             return False
@@ -303,7 +301,7 @@ class WatchHub:
         handing on the notifications that come first."""
         async with contextlib.aclosing(conn.notifies(timeout=self._ping_timeout)) as notifies:
             async for notify in notifies:
-                if notify.channel == self._ping_channel:
+                if notify.channel == self.ping_channel:
                     self.pings_heard += 1
                     return
                 self._on_notify(notify)

@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from runsvc import event_loop
 from runsvc.source.graph.emulator.server import bind_loopback, uvicorn_server
 from runsvc.source.graph.emulator.state import EmulatorState, Knobs
 from runsvc.source.graph.emulator.tls import write_server_files
@@ -89,12 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             announcer.cancel()
 
-    try:
-        import uvloop
-
-        uvloop.run(serve())
-    except ImportError:
-        asyncio.run(serve())
+    event_loop.run(serve())
     return 0
 
 
