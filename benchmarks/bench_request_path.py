@@ -431,6 +431,16 @@ def listen_notify_latency(database_url: str, n: int) -> list[float]:
     return asyncio.run(measure_all())
 
 
+def fresh_statistics(database_url: str) -> None:
+    """ANALYZE of the runs table, as autovacuum does on a server that has been
+    up for a while. The loads add thousands of runs in seconds; the planner
+    would otherwise go on with plans made when the table had a few rows (a
+    sequential scan for StartRun's reuse lookup: 2-4x its latency by the
+    third round), which no long-running database has for long."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("ANALYZE runs")
+
+
 def pct(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -608,6 +618,7 @@ def bench(args: argparse.Namespace, procs: Processes) -> list[Row]:
         measured: list[list[Load]] = [[] for _ in loads]
         for _ in range(args.rounds):
             for results, (kind, options) in zip(measured, loads, strict=True):
+                fresh_statistics(procs.database_url)
                 results.append(measure(kind, **options, **load))
         return measured
 
