@@ -10,6 +10,7 @@ import uuid
 from tests.gateway.contract_check import assert_error, assert_record
 from tests.gateway.sse import events
 from tests.support.seeding import seed_tenant
+from tests.support.waiting import wait_until
 
 SCRIPTED = "tests.support.scripted_source:create"
 TERMINAL = {"succeeded", "partial", "failed"}
@@ -70,11 +71,13 @@ def test_stream_of_a_real_run_ends_with_its_terminal_state_and_resumes_without_r
 
 
 def test_watch_of_a_finished_run(http, tenant):
-    record = http.post(f"/admin/t/{tenant.external_id}/runs/snapshot_capture").json()["run"]
-    while record["status"] not in TERMINAL:
-        time.sleep(0.05)
-        record = http.get(watch_url(record).removesuffix("/watch")).json()
-    version = None
+    started = http.post(f"/admin/t/{tenant.external_id}/runs/snapshot_capture").json()["run"]
+
+    def finished() -> dict | None:
+        current = http.get(watch_url(started).removesuffix("/watch")).json()
+        return current if current["status"] in TERMINAL else None
+
+    record = wait_until(finished, timeout=60, what="the run never finished")
     with http.stream("GET", watch_url(record)) as response:
         only = list(events(response))
     assert [e.json for e in only] == [record]  # its terminal state, then the end

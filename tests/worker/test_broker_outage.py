@@ -10,7 +10,6 @@ import contextlib
 import shutil
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -105,7 +104,10 @@ def test_runs_acknowledged_during_a_broker_outage_are_dispatched_when_it_returns
         start(stub, tenant.external_id, "snapshot_capture", target=f"during-{i}").run
         for i in range(10)
     ]
-    time.sleep(0.5)  # a real outage lasts a while: let the sends fail
+    # The outage has bitten once the server's dispatch has failed a send and
+    # is retrying it (its log line), not after some fixed time.
+    assert stack.server is not None
+    stack.server.wait_for(r"dispatch of \d+ runs failed, retrying", timeout=30)
     own_redis.start()
     returned_at = db_now(stack.database_url)
 
