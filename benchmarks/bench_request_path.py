@@ -434,9 +434,10 @@ def listen_notify_latency(database_url: str, n: int) -> list[float]:
 def fresh_statistics(database_url: str) -> None:
     """ANALYZE of the runs table, as autovacuum does on a server that has been
     up for a while. The loads add thousands of runs in seconds; the planner
-    would otherwise go on with plans made when the table had a few rows (a
-    sequential scan for StartRun's reuse lookup: 2-4x its latency by the
-    third round), which no long-running database has for long."""
+    would otherwise go on with plans its connections cached when the table
+    had a few rows (for StartRun's reuse lookup, a scan of every run of the
+    tenant: 2-4x its latency by the third round), which no long-running
+    database keeps for long."""
     with psycopg.connect(database_url, autocommit=True) as conn:
         conn.execute("ANALYZE runs")
 
