@@ -27,9 +27,11 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import grpc
@@ -527,14 +529,13 @@ def watch_figure(
         committed = time.monotonic()
     results = [json.loads(w.communicate(timeout=300)[0].strip().splitlines()[-1]) for w in watchers]
     server.stop()
-    codes: dict[str, int] = {}
+    codes: Counter[str] = Counter()
     for r in results:
-        for code, count in r["codes"].items():
-            codes[code] = codes.get(code, 0) + count
+        codes.update(r["codes"])
     latencies = [t - committed for r in results for t in r["received_at"]]
     return Fanout(
         terminals=sum(r["terminals"] for r in results),
-        codes=codes,
+        codes=dict(codes),
         p50_ms=pct(latencies, 0.5) * 1000,
         p99_ms=pct(latencies, 0.99) * 1000,
         kib_per_stream=per_stream,
@@ -568,17 +569,14 @@ def median_load(loads: list[Load]) -> Load:
     )
 
 
-def spread(ratios: list[float], suffix: str = "") -> str:
-    """The median of the rounds' ratios, and their range."""
+def round_ratio(ours: list[Any], base: list[Any], figure: str, suffix: str = "") -> str:
+    """One figure (a field of Load or Fanout) of runsvc over its baseline,
+    round by round: the median of the rounds' ratios, and their range."""
+    ratios = [getattr(o, figure) / getattr(b, figure) for o, b in zip(ours, base, strict=True)]
     text = f"{statistics.median(ratios):.2f}{suffix}"
     if len(ratios) > 1:
         text += f" ({min(ratios):.2f}-{max(ratios):.2f})"
     return text
-
-
-def throughput_ratio(ours: list[Load], base: list[Load]) -> str:
-    pairs = zip(ours, base, strict=True)
-    return spread([o.calls_per_second / b.calls_per_second for o, b in pairs])
 
 
 def throughput_row(
@@ -588,18 +586,17 @@ def throughput_row(
         figure,
         median_load(ours).text(),
         f"{base_name} {median_load(base).text()}",
-        throughput_ratio(ours, base),
+        round_ratio(ours, base, "calls_per_second"),
         goal,
     )
 
 
 def latency_row(figure: str, ours: list[Load], base: list[Load], goal: str = "") -> Row:
-    ratios = [o.p50_ms / b.p50_ms for o, b in zip(ours, base, strict=True)]
     return Row(
         figure,
         f"p50 {median_load(ours).p50_ms:.2f} ms",
         f"INSERT p50 {median_load(base).p50_ms:.2f} ms",
-        spread(ratios, "x slower"),
+        round_ratio(ours, base, "p50_ms", "x slower"),
         goal,
     )
 
@@ -650,13 +647,13 @@ def bench(args: argparse.Namespace, procs: Processes) -> list[Row]:
         ("http", {"url": path, "concurrency": 50}),
     )
     rows.append(throughput_row("GetRun, 50 in flight", get50, select50, ">= 0.8", "SELECT"))
-    p99s = [g.p99_ms / d.p99_ms for g, d in zip(gateway50, get50, strict=True)]
     rows.append(
         Row(
             "gateway GET, 50 in flight, keep-alive",
             median_load(gateway50).text(),
             "GetRun " + median_load(get50).text(),
-            f"{throughput_ratio(gateway50, get50)}, p99 {spread(p99s, 'x')}",
+            f"{round_ratio(gateway50, get50, 'calls_per_second')}, "
+            f"p99 {round_ratio(gateway50, get50, 'p99_ms', 'x')}",
             ">= 0.5, p99 <= 3x",
         )
     )
@@ -679,14 +676,13 @@ def bench(args: argparse.Namespace, procs: Processes) -> list[Row]:
         for _ in range(args.rounds):
             ours.append(watch_figure(procs, token, streams, clients=4))
             bare.append(watch_figure(procs, token, streams, clients=4, baseline=True))
-        memory = [o.kib_per_stream / b.kib_per_stream for o, b in zip(ours, bare, strict=True)]
-        p99 = [o.p99_ms / b.p99_ms for o, b in zip(ours, bare, strict=True)]
         rows.append(
             Row(
                 f"WatchRun, {streams:,} streams on one run (4 client processes)",
                 median_fanout(ours).text(streams),
                 f"bare grpc.aio + NOTIFY: {median_fanout(bare).text(streams)}",
-                f"memory {spread(memory, 'x')}, p99 {spread(p99, 'x')}",
+                f"memory {round_ratio(ours, bare, 'kib_per_stream', 'x')}, "
+                f"p99 {round_ratio(ours, bare, 'p99_ms', 'x')}",
                 "all served, <= 20 KiB, p99 <= 150 ms",
             )
         )
